@@ -1,0 +1,941 @@
+//! Settings: read once with figment (defaults < `gateway.toml` < `GATEWAY_…`
+//! environment), then checked into ready types, so that an invalid value is refused
+//! at start (or at reload) with the key named, and cannot travel further.
+//!
+//! The raw layer (`Raw*`) mirrors the file; the checked layer ([`Settings`]) is what
+//! the rest of the gateway takes.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    value::{Dict, Value},
+    Figment, Source,
+};
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that names the settings file.
+pub const CONFIG_ENV: &str = "GATEWAY_CONFIG";
+/// The prefix of every settings environment variable.
+pub const ENV_PREFIX: &str = "GATEWAY_";
+/// The environment variable of the plugin blob, taken verbatim (see [`load`]).
+const PLUGIN_CONFIG_ENV: &str = "GATEWAY_SMS__PLUGIN_CONFIG";
+
+/// Keys whose values are secrets: redacted wherever settings are shown.
+const SECRET_KEYS: &[&str] = &[
+    "email.password",
+    "sms.plugin_config",
+    "auth.tokens",
+    "storage.url",
+];
+
+/// A value that must never be printed: its `Debug` and `Display` say `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The raw layer: what the file and the environment say.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSettings {
+    server: RawServer,
+    storage: RawStorage,
+    email: RawEmail,
+    sms: RawSms,
+    auth: RawAuth,
+    log: RawLog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    max_body_bytes: u64,
+    shutdown_grace_ms: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStorage {
+    url: String,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        RawStorage {
+            url: "sqlite://data/gateway.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEmail {
+    max_per_connection: i64,
+    smtp_threads: i64,
+    default_from: Option<String>,
+    host: String,
+    port: i64,
+    username: Option<String>,
+    password: Option<String>,
+    tls: String,
+    check_address: Option<String>,
+    ca_file: Option<PathBuf>,
+    connect_timeout_ms: u64,
+    command_timeout_ms: u64,
+}
+
+impl Default for RawEmail {
+    fn default() -> Self {
+        RawEmail {
+            max_per_connection: 100,
+            smtp_threads: 5,
+            default_from: None,
+            host: "localhost".into(),
+            port: 25,
+            username: None,
+            password: None,
+            tls: "none".into(),
+            check_address: None,
+            ca_file: None,
+            connect_timeout_ms: 10_000,
+            command_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// `sms.plugin_config`: a string handed over verbatim, or a table that becomes JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawBlob {
+    Text(String),
+    Table(serde_json::Value),
+}
+
+impl Default for RawBlob {
+    fn default() -> Self {
+        RawBlob::Text(String::new())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSms {
+    module: String,
+    modules_dir: Option<PathBuf>,
+    default_country_code: Option<String>,
+    sender: Option<String>,
+    plugin_config: RawBlob,
+    inbound_webhook: Option<String>,
+    call_timeout_ms: u64,
+    http_timeout_ms: u64,
+    max_attempts: u32,
+}
+
+impl Default for RawSms {
+    fn default() -> Self {
+        RawSms {
+            module: "file".into(),
+            modules_dir: None,
+            default_country_code: None,
+            sender: None,
+            plugin_config: RawBlob::default(),
+            inbound_webhook: None,
+            call_timeout_ms: 5_000,
+            http_timeout_ms: 15_000,
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    token: String,
+    role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The checked layer.
+
+/// Every setting, checked. Built by [`load`] or [`Settings::from_figment`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageUrl,
+    pub email: EmailSettings,
+    pub sms: SmsSettings,
+    pub auth: Vec<ApiToken>,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Request bodies above this get 413.
+    pub max_body_bytes: u64,
+    /// How long a graceful stop waits for in-flight work.
+    pub shutdown_grace: Duration,
+}
+
+/// Where messages are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// `sqlite://PATH`: the embedded store.
+    Sqlite(PathBuf),
+    /// `postgres://…`: a queue shared by several gateways (not yet supported).
+    Postgres(Secret),
+}
+
+/// The two limits of the SMTP engine, exactly as the contract (section 2) states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmailLimits {
+    /// "Max number of e-mails sent per SMTP connection for all simultaneous threads".
+    pub max_per_connection: NonZeroU32,
+    /// "SMTP threads": the most connections open at once.
+    pub smtp_threads: NonZeroU32,
+}
+
+impl EmailLimits {
+    /// E-mails one connection carries before QUIT: `max(1, max / threads)`.
+    pub fn batch_size(&self) -> u32 {
+        (self.max_per_connection.get() / self.smtp_threads.get()).max(1)
+    }
+    /// Connections open at once: `threads`, or `max` when it is smaller.
+    pub fn connections(&self) -> u32 {
+        self.smtp_threads.get().min(self.max_per_connection.get())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    StartTls,
+    Implicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub limits: EmailLimits,
+    pub default_from: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: TlsMode,
+    pub check_address: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// A module's name: the `NAME` of `libNAME.so`. Letters, digits, `_` and `-` only, so
+/// that it can never reach outside the modules directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModuleName(String);
+
+impl ModuleName {
+    pub fn new(name: &str) -> Result<ModuleName, String> {
+        if name.is_empty() {
+            return Err("a module name cannot be empty".into());
+        }
+        if name.len() > 64 {
+            return Err(format!(
+                "`{name}` is too long for a module name (64 characters at most)"
+            ));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "`{name}` is not a module name: a name has only letters, digits, `_` and `-`, \
+                 and is looked up as libNAME.so inside sms.modules_dir (paths are refused)"
+            ));
+        }
+        Ok(ModuleName(name.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ModuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A country calling code such as `+44`, kept as its digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountryCode(u16);
+
+impl CountryCode {
+    pub fn parse(text: &str) -> Result<CountryCode, String> {
+        let digits = text.trim().trim_start_matches('+');
+        if digits.is_empty()
+            || digits.len() > 3
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return Err(format!(
+                "`{text}` is not a country calling code such as +44 or +1"
+            ));
+        }
+        Ok(CountryCode(digits.parse().expect("1 to 3 digits")))
+    }
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for CountryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "+{}", self.0)
+    }
+}
+
+/// A sender: an alphanumeric sender ID (1 to 11 letters and digits, at least one
+/// letter) or a phone number in international form (`+` and 6 to 15 digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderId(String);
+
+impl SenderId {
+    pub fn parse(text: &str) -> Result<SenderId, String> {
+        let is_number = text.strip_prefix('+').is_some_and(|d| {
+            (6..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+        });
+        let is_alphanumeric = (1..=11).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_alphanumeric())
+            && text.bytes().any(|b| b.is_ascii_alphabetic());
+        if is_number || is_alphanumeric {
+            Ok(SenderId(text.to_string()))
+        } else {
+            Err(format!(
+                "`{text}` is not a sender: use up to 11 letters and digits (with at least one letter), \
+                 or a phone number such as +447700900123"
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsSettings {
+    pub module: ModuleName,
+    pub modules_dir: PathBuf,
+    pub default_country_code: Option<CountryCode>,
+    pub sender: Option<SenderId>,
+    /// Handed to the module verbatim.
+    pub plugin_config: Secret,
+    pub inbound_webhook: Option<String>,
+    /// The longest the gateway waits for one call into the module.
+    pub call_timeout: Duration,
+    /// The longest the gateway waits for a provider's HTTP answer.
+    pub http_timeout: Duration,
+    /// Attempts before a transient failure becomes final.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends and reads status.
+    Send,
+    /// Does everything.
+    Admin,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub token: Secret,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A `tracing` filter (`info`, `gateway=debug,info`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// Why settings were refused. Always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file or the environment could not be read or has a wrong type.
+    #[error("{0}")]
+    Read(String),
+    /// A value has the right type but makes no sense.
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Settings as loaded, with the figment they came from (for [`Loaded::describe`]).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    figment: Figment,
+}
+
+/// Which settings file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// Named by `--config` or `GATEWAY_CONFIG`: then it must exist. The implicit
+    /// `./gateway.toml` may be absent (the embedded defaults apply).
+    pub required: bool,
+}
+
+/// The settings file to read: `--config`, else `GATEWAY_CONFIG`, else `gateway.toml`.
+pub fn config_file(flag: Option<&Path>) -> ConfigFile {
+    match flag
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+    {
+        Some(path) => ConfigFile { path, required: true },
+        None => ConfigFile {
+            path: PathBuf::from("gateway.toml"),
+            required: false,
+        },
+    }
+}
+
+/// Reads the defaults, the file at `path` (if it exists) and the environment.
+///
+/// `GATEWAY_SMS__PLUGIN_CONFIG` is taken verbatim, not parsed as figment parses other
+/// variables, because the blob belongs to the module.
+pub fn load(file: &ConfigFile) -> Result<Loaded, SettingsError> {
+    let path = &file.path;
+    let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+    if path.exists() {
+        if !path.is_file() {
+            return Err(SettingsError::Read(format!("{} is not a file", path.display())));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    } else if file.required {
+        return Err(SettingsError::Read(format!("{} does not exist", path.display())));
+    }
+    figment = figment.merge(
+        Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .filter(|key| key != "config" && key != "sms.plugin_config"),
+    );
+    if let Ok(blob) = std::env::var(PLUGIN_CONFIG_ENV) {
+        figment = figment.merge(Serialized::default("sms.plugin_config", blob));
+    }
+    Settings::from_figment(figment)
+}
+
+impl Settings {
+    /// Checks the settings a figment holds.
+    pub fn from_figment(figment: Figment) -> Result<Loaded, SettingsError> {
+        let raw: RawSettings = figment
+            .extract()
+            .map_err(|e| SettingsError::Read(read_error(e)))?;
+        let settings = Settings::check(raw)?;
+        Ok(Loaded { settings, figment })
+    }
+
+    /// The settings from a TOML text alone (defaults beneath, no environment).
+    pub fn from_toml(text: &str) -> Result<Settings, SettingsError> {
+        let figment = Figment::from(Serialized::defaults(RawSettings::default())).merge(Toml::string(text));
+        Ok(Settings::from_figment(figment)?.settings)
+    }
+
+    fn check(raw: RawSettings) -> Result<Settings, SettingsError> {
+        let server = ServerSettings {
+            listen: raw.server.listen.parse().map_err(|_| {
+                invalid(
+                    "server.listen",
+                    format!("`{}` is not an address such as 127.0.0.1:8080", raw.server.listen),
+                )
+            })?,
+            max_body_bytes: match raw.server.max_body_bytes {
+                0 => return Err(invalid("server.max_body_bytes", "must be at least 1")),
+                n => n,
+            },
+            shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
+        };
+
+        let storage = if let Some(path) = raw.storage.url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid(
+                    "storage.url",
+                    "sqlite:// needs a file path, as in sqlite://data/gateway.db",
+                ));
+            }
+            StorageUrl::Sqlite(PathBuf::from(path))
+        } else if raw.storage.url.starts_with("postgres://") || raw.storage.url.starts_with("postgresql://") {
+            StorageUrl::Postgres(Secret::new(raw.storage.url))
+        } else {
+            return Err(invalid(
+                "storage.url",
+                "must start with sqlite:// (embedded) or postgres:// (shared)",
+            ));
+        };
+
+        let email = check_email(raw.email)?;
+        let sms = check_sms(raw.sms)?;
+
+        let mut auth = Vec::new();
+        for (i, token) in raw.auth.tokens.into_iter().enumerate() {
+            if token.token.len() < 16 {
+                return Err(invalid(
+                    "auth.tokens",
+                    format!("token #{} is shorter than 16 characters", i + 1),
+                ));
+            }
+            let role = match token.role.as_str() {
+                "send" => Role::Send,
+                "admin" => Role::Admin,
+                other => {
+                    return Err(invalid(
+                        "auth.tokens",
+                        format!("token #{} has role `{other}`: use `send` or `admin`", i + 1),
+                    ))
+                }
+            };
+            auth.push(ApiToken {
+                token: Secret::new(token.token),
+                role,
+            });
+        }
+
+        let log = LogSettings {
+            format: match raw.log.format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(invalid("log.format", format!("`{other}`: use `text` or `json`"))),
+            },
+            level: raw.log.level,
+        };
+
+        Ok(Settings {
+            server,
+            storage,
+            email,
+            sms,
+            auth,
+            log,
+        })
+    }
+}
+
+fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
+    let positive = |key: &'static str, value: i64| -> Result<NonZeroU32, SettingsError> {
+        u32::try_from(value)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    format!("{value} makes no sense: it must be a whole number of at least 1"),
+                )
+            })
+    };
+    let limits = EmailLimits {
+        max_per_connection: positive("email.max_per_connection", raw.max_per_connection)?,
+        smtp_threads: positive("email.smtp_threads", raw.smtp_threads)?,
+    };
+    let port = u16::try_from(raw.port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| invalid("email.port", format!("{} is not a TCP port", raw.port)))?;
+    let tls = match raw.tls.as_str() {
+        "none" => TlsMode::None,
+        "starttls" => TlsMode::StartTls,
+        "implicit" => TlsMode::Implicit,
+        other => {
+            return Err(invalid(
+                "email.tls",
+                format!("`{other}`: use `none`, `starttls` or `implicit`"),
+            ))
+        }
+    };
+    if raw.host.trim().is_empty() {
+        return Err(invalid("email.host", "cannot be empty"));
+    }
+    if let Some(ca) = &raw.ca_file {
+        if !ca.is_file() {
+            return Err(invalid(
+                "email.ca_file",
+                format!("{} is not a readable file", ca.display()),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("email.default_from", &raw.default_from),
+        ("email.check_address", &raw.check_address),
+    ] {
+        if let Some(address) = value {
+            if !address.contains('@') || address.contains(['\r', '\n']) {
+                return Err(invalid(key, format!("`{address}` is not an e-mail address")));
+            }
+        }
+    }
+    if raw.password.is_some() && raw.username.is_none() {
+        return Err(invalid(
+            "email.password",
+            "is set but email.username is not: AUTH needs both",
+        ));
+    }
+    Ok(EmailSettings {
+        limits,
+        default_from: raw.default_from,
+        host: raw.host,
+        port,
+        username: raw.username,
+        password: raw.password.map(Secret::new),
+        tls,
+        check_address: raw.check_address,
+        ca_file: raw.ca_file,
+        connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
+        command_timeout: Duration::from_millis(raw.command_timeout_ms.max(1)),
+    })
+}
+
+fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
+    let module = ModuleName::new(&raw.module).map_err(|e| invalid("sms.module", e))?;
+    let modules_dir = match raw.modules_dir {
+        Some(dir) => dir,
+        None => default_modules_dir().map_err(|e| invalid("sms.modules_dir", e))?,
+    };
+    let default_country_code = raw
+        .default_country_code
+        .as_deref()
+        .map(CountryCode::parse)
+        .transpose()
+        .map_err(|e| invalid("sms.default_country_code", e))?;
+    let sender = raw
+        .sender
+        .as_deref()
+        .map(SenderId::parse)
+        .transpose()
+        .map_err(|e| invalid("sms.sender", e))?;
+    let plugin_config = match raw.plugin_config {
+        RawBlob::Text(text) => text,
+        RawBlob::Table(value) => value.to_string(),
+    };
+    if let Some(url) = &raw.inbound_webhook {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "sms.inbound_webhook",
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    if raw.call_timeout_ms == 0 {
+        return Err(invalid("sms.call_timeout_ms", "must be at least 1"));
+    }
+    if raw.http_timeout_ms == 0 {
+        return Err(invalid("sms.http_timeout_ms", "must be at least 1"));
+    }
+    if raw.max_attempts == 0 {
+        return Err(invalid("sms.max_attempts", "must be at least 1"));
+    }
+    Ok(SmsSettings {
+        module,
+        modules_dir,
+        default_country_code,
+        sender,
+        plugin_config: Secret::new(plugin_config),
+        inbound_webhook: raw.inbound_webhook,
+        call_timeout: Duration::from_millis(raw.call_timeout_ms),
+        http_timeout: Duration::from_millis(raw.http_timeout_ms),
+        max_attempts: raw.max_attempts,
+    })
+}
+
+/// The directory of the running executable: where `cargo build` puts the modules
+/// next to the gateway, and where packages install them.
+fn default_modules_dir() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the gateway's own directory: {e}"))?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "cannot find the gateway's own directory".to_string())
+}
+
+/// Figment's errors name the key and the file; keep that, without echoing a value of
+/// a secret key.
+fn read_error(error: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in error {
+        let key = e.path.join(".");
+        let secret = SECRET_KEYS
+            .iter()
+            .any(|s| key == *s || key.starts_with(&format!("{s}.")));
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|md| match &md.source {
+                Some(source) => format!(" (from {source})"),
+                None => format!(" (from {})", md.name),
+            })
+            .unwrap_or_default();
+        let what = if secret {
+            "has a value of the wrong type".to_string()
+        } else {
+            e.kind.to_string()
+        };
+        lines.push(if key.is_empty() {
+            format!("{what}{source}")
+        } else {
+            format!("{key}: {what}{source}")
+        });
+    }
+    lines.join("; ")
+}
+
+/// One setting as `gateway config` and `GET /v1/admin/settings` show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Shown {
+    /// The value, or `"[redacted]"` for a secret.
+    pub value: serde_json::Value,
+    /// Where it came from: `default`, the file's path, or the environment variable.
+    pub source: String,
+}
+
+impl Loaded {
+    /// Every setting with a value, secrets redacted, with where each came from.
+    pub fn describe(&self) -> BTreeMap<String, Shown> {
+        let mut out = BTreeMap::new();
+        if let Ok(dict) = self.figment.extract::<Dict>() {
+            self.walk("", &dict, &mut out);
+        }
+        // The effective modules directory, even when it is the default.
+        let modules_dir = out.entry("sms.modules_dir".to_string()).or_insert_with(|| Shown {
+            value: serde_json::Value::Null,
+            source: "default".into(),
+        });
+        if modules_dir.value.is_null() {
+            modules_dir.value = self.settings.sms.modules_dir.display().to_string().into();
+            modules_dir.source = "default (the gateway's own directory)".into();
+        }
+        out
+    }
+
+    fn walk(&self, prefix: &str, dict: &Dict, out: &mut BTreeMap<String, Shown>) {
+        for (name, value) in dict {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match value {
+                Value::Dict(_, inner) if key != "sms.plugin_config" => self.walk(&key, inner, out),
+                _ => {
+                    let secret = SECRET_KEYS.contains(&key.as_str());
+                    let shown = if secret {
+                        serde_json::Value::String("[redacted]".into())
+                    } else {
+                        serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+                    };
+                    let source = match self.figment.find_metadata(&key) {
+                        Some(md) => match &md.source {
+                            Some(Source::File(path)) => format!("file {}", path.display()),
+                            // Serialized providers: the defaults, or the blob taken
+                            // verbatim from its environment variable.
+                            Some(Source::Code(_)) | None => {
+                                env_source(&key).unwrap_or_else(|| "default".into())
+                            }
+                            Some(other) => other.to_string(),
+                        },
+                        None => "default".into(),
+                    };
+                    out.insert(key, Shown { value: shown, source });
+                }
+            }
+        }
+    }
+}
+
+/// The environment variable that set `key`, if one did.
+fn env_source(key: &str) -> Option<String> {
+    let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
+    std::env::var_os(&var).map(|_| format!("environment variable {var}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(toml: &str) -> String {
+        Settings::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_safe_and_complete() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.storage, StorageUrl::Sqlite("data/gateway.db".into()));
+        assert_eq!(s.sms.module.as_str(), "file");
+        assert_eq!(s.email.limits.batch_size(), 20);
+        assert_eq!(s.email.limits.connections(), 5);
+        assert_eq!(s.sms.plugin_config.expose(), "");
+    }
+
+    #[test]
+    fn limits_follow_the_contract() {
+        let limits = |max, threads| {
+            Settings::from_toml(&format!(
+                "[email]\nmax_per_connection = {max}\nsmtp_threads = {threads}"
+            ))
+            .unwrap()
+            .email
+            .limits
+        };
+        assert_eq!(
+            (limits(100, 5).batch_size(), limits(100, 5).connections()),
+            (20, 5)
+        );
+        assert_eq!((limits(7, 3).batch_size(), limits(7, 3).connections()), (2, 3));
+        assert_eq!((limits(3, 5).batch_size(), limits(3, 5).connections()), (1, 3));
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused_with_the_key() {
+        assert!(err("[email]\nsmtp_threads = 0").starts_with("email.smtp_threads: 0 makes no sense"));
+        assert!(err("[email]\nmax_per_connection = -4").starts_with("email.max_per_connection:"));
+        let e = err("[email]\nsmtp_threads = \"five\"");
+        assert!(e.contains("email.smtp_threads") && e.contains("string"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = err("[email]\nsmtp_thread = 3");
+        assert!(e.contains("smtp_thread"), "{e}");
+    }
+
+    #[test]
+    fn module_names_cannot_be_paths() {
+        for bad in ["../evil", "a/b", "..", "a\\b", ""] {
+            let e = err(&format!("[sms]\nmodule = {bad:?}"));
+            assert!(e.starts_with("sms.module:"), "{bad}: {e}");
+        }
+        assert!(Settings::from_toml("[sms]\nmodule = \"my-provider_2\"").is_ok());
+    }
+
+    #[test]
+    fn plugin_config_as_string_is_verbatim_and_as_table_is_json() {
+        let s = Settings::from_toml("[sms]\nplugin_config = ' {\"path\" : \"x\"} '").unwrap();
+        assert_eq!(s.sms.plugin_config.expose(), " {\"path\" : \"x\"} ");
+        let s = Settings::from_toml("[sms.plugin_config]\npath = \"x\"\nretries = 3\n").unwrap();
+        let json: serde_json::Value = serde_json::from_str(s.sms.plugin_config.expose()).unwrap();
+        assert_eq!(json, serde_json::json!({"path": "x", "retries": 3}));
+    }
+
+    #[test]
+    fn country_codes_and_senders() {
+        assert_eq!(CountryCode::parse("+44").unwrap().get(), 44);
+        assert_eq!(CountryCode::parse("1").unwrap().to_string(), "+1");
+        assert!(CountryCode::parse("+0").is_err());
+        assert!(CountryCode::parse("+4444").is_err());
+        assert!(SenderId::parse("ACME").is_ok());
+        assert!(SenderId::parse("+447700900123").is_ok());
+        assert!(SenderId::parse("TWELVECHARSX").is_err());
+        assert!(SenderId::parse("AC ME").is_err());
+        assert!(SenderId::parse("12345").is_err());
+        assert!(err("[sms]\nsender = \"bad sender!\"").starts_with("sms.sender:"));
+        assert!(err("[sms]\ndefault_country_code = \"44x\"").starts_with("sms.default_country_code:"));
+    }
+
+    #[test]
+    fn tokens_need_a_known_role_and_length() {
+        assert!(
+            err("[[auth.tokens]]\ntoken = \"short\"\nrole = \"admin\"").starts_with("auth.tokens: token #1")
+        );
+        let e = err("[[auth.tokens]]\ntoken = \"0123456789abcdef\"\nrole = \"root\"");
+        assert!(e.contains("`root`"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_errors() {
+        let s = Settings::from_toml(
+            "[email]\nusername = \"u\"\npassword = \"hunter2-secret\"\n[sms]\nplugin_config = \"blob-secret\"\n\
+             [[auth.tokens]]\ntoken = \"token-secret-0123456789\"\nrole = \"admin\"",
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        for secret in ["hunter2-secret", "blob-secret", "token-secret-0123456789"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+        let e = err("[email]\npassword = 12345");
+        assert!(!e.contains("12345"), "{e}");
+    }
+}
