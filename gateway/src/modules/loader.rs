@@ -1,0 +1,276 @@
+//! Finds a module library by name inside the modules directory, loads it, and checks
+//! that it is a module built against a compatible `plugin-api`.
+//!
+//! Each failure is one [`LoadError`] that names the file and the reason, for the admin
+//! who configured it. Libraries are loaded through abi_stable's library header (not
+//! `RootModule::load_from_file`, which caches the first module of a type per process),
+//! so that several different modules can live in one process. abi_stable never
+//! unloads a library: a module loaded once stays mapped until the process exits.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use abi_stable::{
+    library::{lib_header_from_path, LibraryError},
+    std_types::RResult,
+};
+use plugin_api::{Host, ModuleError, ModuleRootRef, Provider_TO, PLUGIN_API_VERSION};
+
+use crate::settings::ModuleName;
+
+/// The file name of module `name` on this platform: `libNAME.so`, `libNAME.dylib`,
+/// or `NAME.dll`.
+pub fn library_file_name(name: &ModuleName) -> String {
+    format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        name,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// What a module says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// The `plugin-api` version the module was built against.
+    pub plugin_api: String,
+    pub path: PathBuf,
+}
+
+impl fmt::Display for ModuleInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} (plugin-api {}) from {}",
+            self.name,
+            self.version,
+            self.plugin_api,
+            self.path.display()
+        )
+    }
+}
+
+/// Why a module could not be loaded or started. Every variant names the file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: no such file (module `{name}` is looked up in sms.modules_dir only)", path.display())]
+    Missing { name: String, path: PathBuf },
+    #[error("{}: not a loadable library: {reason}", path.display())]
+    NotALibrary { path: PathBuf, reason: String },
+    #[error("{}: not a gateway SMS module: {reason}", path.display())]
+    NotAModule { path: PathBuf, reason: String },
+    #[error("{}: built against an incompatible plugin-api (this gateway has plugin-api {}): {reason}", path.display(), PLUGIN_API_VERSION)]
+    Incompatible { path: PathBuf, reason: String },
+    #[error("{}: the module calls itself `{reported}`, but a module's name must match its file name (`{expected}`)", path.display())]
+    NameMismatch {
+        path: PathBuf,
+        expected: String,
+        reported: String,
+    },
+    #[error("{}: module `{module}` refused its configuration (sms.plugin_config): {error}", path.display())]
+    BadConfig {
+        path: PathBuf,
+        module: String,
+        error: ModuleError,
+    },
+    #[error("{}: module `{module}` failed to start: {error}", path.display())]
+    StartFailed {
+        path: PathBuf,
+        module: String,
+        error: ModuleError,
+    },
+}
+
+/// A loaded, checked module library: can check blobs and start providers.
+#[derive(Clone)]
+pub struct Library {
+    info: ModuleInfo,
+    root: ModuleRootRef,
+}
+
+impl fmt::Debug for Library {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Library").field("info", &self.info).finish()
+    }
+}
+
+impl Library {
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// Asks the module whether it accepts this configuration blob.
+    pub fn check_config(&self, blob: &str) -> Result<(), LoadError> {
+        let check = self.root.check_config();
+        match check(blob.into()) {
+            RResult::ROk(()) => Ok(()),
+            RResult::RErr(error) => Err(LoadError::BadConfig {
+                path: self.info.path.clone(),
+                module: self.info.name.clone(),
+                error,
+            }),
+        }
+    }
+
+    /// Checks the blob, then creates a provider from it.
+    pub fn start(
+        &self,
+        blob: &str,
+        host: Host,
+    ) -> Result<Provider_TO<'static, abi_stable::std_types::RBox<()>>, LoadError> {
+        self.check_config(blob)?;
+        let new_provider = self.root.new_provider();
+        match new_provider(blob.into(), host) {
+            RResult::ROk(provider) => Ok(provider),
+            RResult::RErr(error) if error.kind == plugin_api::ErrorKind::CONFIGURATION => {
+                Err(LoadError::BadConfig {
+                    path: self.info.path.clone(),
+                    module: self.info.name.clone(),
+                    error,
+                })
+            }
+            RResult::RErr(error) => Err(LoadError::StartFailed {
+                path: self.info.path.clone(),
+                module: self.info.name.clone(),
+                error,
+            }),
+        }
+    }
+}
+
+/// Loads module `name` from `dir`. Blocking (it reads and maps a file): call it from a
+/// blocking thread in async code.
+pub fn load(dir: &Path, name: &ModuleName) -> Result<Library, LoadError> {
+    let path = dir.join(library_file_name(name));
+    if !path.exists() {
+        return Err(LoadError::Missing {
+            name: name.to_string(),
+            path,
+        });
+    }
+    let library = load_path(&path)?;
+    if library.info.name != name.as_str() {
+        return Err(LoadError::NameMismatch {
+            path,
+            expected: name.to_string(),
+            reported: library.info.name,
+        });
+    }
+    Ok(library)
+}
+
+/// Loads the module library at `path`, whatever its name.
+pub fn load_path(path: &Path) -> Result<Library, LoadError> {
+    let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
+    let plugin_api = header.version_strings().version.to_string();
+    let root = header
+        .init_root_module::<ModuleRootRef>()
+        .map_err(|e| classify(path, e))?;
+    let info = ModuleInfo {
+        name: root.name().to_string(),
+        version: root.version().to_string(),
+        description: root.description().to_string(),
+        plugin_api,
+        path: path.to_path_buf(),
+    };
+    Ok(Library { info, root })
+}
+
+/// Every file in `dir` that looks like a module library (by its name), loaded or with
+/// the reason it cannot be, sorted by file name.
+pub fn list_dir(dir: &Path) -> std::io::Result<Vec<(PathBuf, Result<ModuleInfo, LoadError>)>> {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = file_name
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_suffix(suffix))
+        else {
+            continue;
+        };
+        let result = match ModuleName::new(stem) {
+            Ok(name) => load(dir, &name).map(|library| library.info),
+            Err(reason) => Err(LoadError::NotAModule {
+                path: path.clone(),
+                reason,
+            }),
+        };
+        out.push((path, result));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Turns abi_stable's error into the admin's terms.
+fn classify(path: &Path, error: LibraryError) -> LoadError {
+    let path = path.to_path_buf();
+    match error {
+        LibraryError::OpenError { err, .. } => LoadError::NotALibrary {
+            path,
+            reason: err.to_string(),
+        },
+        LibraryError::GetSymbolError { .. } => LoadError::NotAModule {
+            path,
+            reason:
+                "it exports no abi_stable root module (was it built with plugin_api::export_sms_module!?)"
+                    .into(),
+        },
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadError::Incompatible {
+            path,
+            reason: format!(
+                "the module was built against plugin-api {actual_version}, whose major version differs"
+            ),
+        },
+        LibraryError::AbiInstability(details) => LoadError::Incompatible {
+            path,
+            reason: format!(
+                "its types differ from this gateway's: {}",
+                first_lines(&details.to_string(), 6)
+            ),
+        },
+        LibraryError::InvalidAbiHeader(header) => LoadError::Incompatible {
+            path,
+            reason: format!("it was built with an incompatible abi_stable ({header:?})"),
+        },
+        LibraryError::InvalidCAbi { .. } => LoadError::Incompatible {
+            path,
+            reason: "it was built by a compiler with another C ABI".into(),
+        },
+        LibraryError::RootModule { err, .. } => LoadError::NotAModule {
+            path,
+            reason: format!("its root module failed to initialise: {err}"),
+        },
+        LibraryError::ParseVersionError(e) => LoadError::Incompatible {
+            path,
+            reason: format!("its plugin-api version cannot be read: {e}"),
+        },
+        other => LoadError::NotAModule {
+            path,
+            reason: first_lines(&other.to_string(), 6),
+        },
+    }
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(n + 1)
+        .collect();
+    let more = lines.len() > n;
+    lines.truncate(n);
+    let mut out = lines.join(" | ");
+    if more {
+        out.push_str(" | …");
+    }
+    out
+}
