@@ -1,1 +1,9 @@
+//! The gateway: an HTTP API that stores e-mails and SMS durably, an SMTP engine that
+//! delivers e-mail within the admin's limits, and SMS provider modules loaded at run
+//! time. The `gateway` binary (`main.rs`) is a thin command line over this library.
 
+pub mod cli;
+pub mod logging;
+pub mod modules;
+pub mod server;
+pub mod settings;
