@@ -1,0 +1,361 @@
+//! The durable message queue.
+//!
+//! Every message the gateway accepts is a row here before the API answers 202, and every
+//! delivery worker takes its work from here. The [`Store`] trait is what the HTTP API and
+//! the workers hold (as `Arc<dyn Store>`); [`SqliteStore`] is the embedded implementation,
+//! and a PostgreSQL one can follow on the same schema (`schema.sql`).
+//!
+//! A message's life:
+//!
+//! ```text
+//!  enqueue / create_mailing          lease                 mark_sent            delivery report
+//!  ───────────────────────► queued ────────► sending ──────────────────► sent ─────────────────► delivered
+//!                             ▲                │  │                                            └─► undelivered
+//!                             │  mark_retry,   │  │ mark_failed
+//!                             └─release_leases─┘  └────────────► failed
+//! ```
+//!
+//! - **Durability.** Every write returns only once it is committed and on disk. Writers are
+//!   batched: many concurrent callers share one transaction and one fsync (group commit).
+//! - **Leases.** A worker leases due messages for a while (`lease_for`); a lease that runs out
+//!   (a crashed or hung worker) makes the message due again for any worker. Outcomes name the
+//!   lease owner and apply only while that owner still holds the message, so a worker that
+//!   lost its lease cannot overwrite the state its successor records. Owners must therefore
+//!   be unique per worker (for instance host, process id, worker number and a random part).
+//! - **Idempotency.** An idempotency key maps to one message (or one mailing) forever: the
+//!   same key returns the same id with `created: false` and stores nothing.
+//! - **What this is not.** The store does not interpret payloads (JSON the API and the
+//!   workers agree on), compute backoff, or purge old rows.
+
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+pub use sqlite::SqliteStore;
+
+/// The queue as the API and the delivery workers see it.
+///
+/// Every method that changes state returns only after the change is durable.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores one message, `queued` and due now.
+    ///
+    /// With an `idempotency_key` already used for a message, returns that message's id with
+    /// `created: false` and stores nothing.
+    async fn enqueue(
+        &self,
+        message: NewMessage,
+        idempotency_key: Option<String>,
+    ) -> Result<Enqueued, StoreError>;
+
+    /// Stores a mailing and one `email` message per recipient, all in one transaction: either
+    /// the whole mailing is queued or none of it. The returned id is the mailing's.
+    async fn create_mailing(
+        &self,
+        mailing: NewMailing,
+        idempotency_key: Option<String>,
+    ) -> Result<Enqueued, StoreError>;
+
+    /// Leases up to `limit` due messages of `channel` to `lease_owner` for `lease_for`, oldest
+    /// due first.
+    ///
+    /// Due means `queued` with its due time passed, or `sending` under a lease that ran out.
+    /// Each leased message becomes `sending` and counts one more attempt. No message is
+    /// leased to two owners while a lease on it is still valid.
+    async fn lease(
+        &self,
+        channel: Channel,
+        limit: usize,
+        lease_owner: &str,
+        lease_for: Duration,
+    ) -> Result<Vec<Leased>, StoreError>;
+
+    /// Records that the message was handed to the provider: `sending` → `sent`.
+    ///
+    /// Returns false, changing nothing, unless `lease_owner` still holds the message.
+    async fn mark_sent(
+        &self,
+        id: &str,
+        lease_owner: &str,
+        provider_id: Option<String>,
+    ) -> Result<bool, StoreError>;
+
+    /// Puts the message back in the queue, due at `due_at`, with the error that made this
+    /// attempt fail. Returns false, changing nothing, unless `lease_owner` still holds it.
+    async fn mark_retry(
+        &self,
+        id: &str,
+        lease_owner: &str,
+        due_at: SystemTime,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Fails the message for good with `error`. Returns false, changing nothing, unless
+    /// `lease_owner` still holds it.
+    async fn mark_failed(&self, id: &str, lease_owner: &str, error: &str) -> Result<bool, StoreError>;
+
+    /// Gives back every message leased by `lease_owner` (on a graceful shutdown): they become
+    /// `queued` and due now, and the attempt they were counted for is uncounted, since it
+    /// never happened. Returns how many were released.
+    async fn release_leases(&self, lease_owner: &str) -> Result<u64, StoreError>;
+
+    /// Ends every lease now, keeping the attempts they counted (an SMS may have reached
+    /// its provider before the holder died). For a store only one gateway uses, such as
+    /// SQLite, called at start: every lease still held belongs to a process that is gone,
+    /// and its messages are due at once instead of when the lease would run out.
+    async fn expire_all_leases(&self) -> Result<u64, StoreError>;
+
+    /// Records a provider's delivery report on the message it sent as `provider_id`, and
+    /// returns that message's id, or `None` when no sent message has that provider id.
+    ///
+    /// A report for an undelivered message keeps `detail` as the message's error.
+    async fn record_delivery_report(
+        &self,
+        provider_id: &str,
+        status: DeliveryStatus,
+        detail: Option<&str>,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// The message with this id, if there is one.
+    async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
+
+    /// How much work of `channel` is waiting to be leased now.
+    async fn queue_depth(&self, channel: Channel) -> Result<QueueDepth, StoreError>;
+
+    /// How the messages of a mailing stand, if the mailing exists.
+    async fn mailing_counts(&self, id: &str) -> Result<Option<MailingCounts>, StoreError>;
+}
+
+/// Which kind of delivery worker a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Email,
+}
+
+impl Channel {
+    /// The name stored in the database and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sms" => Ok(Channel::Sms),
+            "email" => Ok(Channel::Email),
+            other => Err(StoreError::Corrupt(format!("unknown channel {other:?}"))),
+        }
+    }
+}
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for its due time or for a worker.
+    Queued,
+    /// Leased by a worker that is delivering it.
+    Sending,
+    /// Accepted by the provider or the SMTP server.
+    Sent,
+    /// Failed for good; the message's error says why.
+    Failed,
+    /// The provider reported it reached the phone.
+    Delivered,
+    /// The provider reported it could not reach the phone.
+    Undelivered,
+}
+
+impl Status {
+    /// The name stored in the database and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Delivered => "delivered",
+            Status::Undelivered => "undelivered",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "queued" => Ok(Status::Queued),
+            "sending" => Ok(Status::Sending),
+            "sent" => Ok(Status::Sent),
+            "failed" => Ok(Status::Failed),
+            "delivered" => Ok(Status::Delivered),
+            "undelivered" => Ok(Status::Undelivered),
+            other => Err(StoreError::Corrupt(format!("unknown message status {other:?}"))),
+        }
+    }
+}
+
+/// What a provider's delivery report says happened to a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Delivered,
+    Undelivered,
+}
+
+impl From<DeliveryStatus> for Status {
+    fn from(status: DeliveryStatus) -> Self {
+        match status {
+            DeliveryStatus::Delivered => Status::Delivered,
+            DeliveryStatus::Undelivered => Status::Undelivered,
+        }
+    }
+}
+
+/// A message to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    /// Which workers deliver it.
+    pub channel: Channel,
+    /// What to send, as the API and the workers agree on; stored as JSON text.
+    pub payload: serde_json::Value,
+    /// The mailing it belongs to; `None` for a message posted on its own.
+    pub mailing_id: Option<String>,
+}
+
+/// A bulk mailing to queue: one e-mail per recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMailing {
+    /// What every e-mail of the mailing shares (sender, subject, bodies); stored once, with
+    /// the mailing, and handed to workers as [`Leased::mailing_payload`].
+    pub shared: serde_json::Value,
+    /// One payload per recipient, each becoming the payload of one `email` message.
+    pub recipients: Vec<serde_json::Value>,
+}
+
+/// The answer to a request that creates something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The message's (or mailing's) id: a UUIDv7, so ids sort by creation time.
+    pub id: String,
+    /// False when the idempotency key had been used before and nothing new was stored.
+    pub created: bool,
+}
+
+/// A message handed to a delivery worker by [`Store::lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    pub id: String,
+    /// The message's payload, JSON text as it was queued.
+    pub payload: String,
+    /// Attempts so far, this one included (1 on the first lease).
+    pub attempts: u32,
+    /// The mailing the message belongs to, if any.
+    pub mailing_id: Option<String>,
+    /// The mailing's shared payload (JSON text), when the message belongs to a mailing.
+    pub mailing_payload: Option<String>,
+}
+
+/// A message as stored, for the status API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub channel: Channel,
+    pub status: Status,
+    /// The payload, JSON text as it was queued.
+    pub payload: String,
+    /// Leases taken so far (attempts released on shutdown are not counted).
+    pub attempts: u32,
+    /// When the message is (or was) next due for a worker.
+    pub due_at: SystemTime,
+    /// The worker holding the message while it is `sending`.
+    pub lease_owner: Option<String>,
+    /// When that worker's lease runs out.
+    pub lease_expires_at: Option<SystemTime>,
+    /// The provider's id for the message, once sent.
+    pub provider_id: Option<String>,
+    /// Why the last attempt failed, or why the message is failed or undelivered.
+    pub error: Option<String>,
+    pub mailing_id: Option<String>,
+    pub created_at: SystemTime,
+    /// When the message last changed; the API prints it as RFC 3339.
+    pub updated_at: SystemTime,
+}
+
+/// The work waiting for one channel's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages that a lease would pick now.
+    pub due: u64,
+    /// How long the oldest of them has been due; `None` when nothing is due.
+    pub oldest_due_age: Option<Duration>,
+}
+
+/// How the messages of a mailing stand.
+///
+/// E-mail has no delivery reports, but should one ever mark a mailing's message delivered it
+/// counts as `sent`, and undelivered as `failed`, so the counts always add up to `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MailingCounts {
+    pub total: u64,
+    pub queued: u64,
+    pub sending: u64,
+    pub sent: u64,
+    pub failed: u64,
+}
+
+/// What went wrong in the store.
+///
+/// Every message names the operation (and, when opening, the file), since these end up in
+/// an operator's log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or prepared.
+    #[error("cannot open the queue store {path}: {cause}")]
+    Open { path: std::path::PathBuf, cause: String },
+    /// The file holds a newer schema than this gateway knows.
+    #[error(
+        "the queue store {path} has schema version {found}, but this gateway knows only up to \
+         {supported}: run a newer gateway"
+    )]
+    SchemaTooNew {
+        path: std::path::PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// A query or a commit failed.
+    #[error("queue store: {operation} failed: {cause}")]
+    Database { operation: &'static str, cause: String },
+    /// The request itself cannot be stored (a caller's mistake).
+    #[error("queue store: {0}")]
+    Invalid(String),
+    /// A row holds something this gateway does not understand.
+    #[error("queue store: unreadable row: {0}")]
+    Corrupt(String),
+    /// The store is shutting down, or its writer died; nothing more can be written.
+    #[error("queue store: the writer has stopped")]
+    WriterStopped,
+}
