@@ -170,6 +170,8 @@ struct RawSms {
     call_timeout_ms: u64,
     http_timeout_ms: u64,
     max_attempts: u32,
+    retry_base_ms: u64,
+    retry_max_ms: u64,
 }
 
 impl Default for RawSms {
@@ -184,6 +186,8 @@ impl Default for RawSms {
             call_timeout_ms: 5_000,
             http_timeout_ms: 15_000,
             max_attempts: 5,
+            retry_base_ms: 2_000,
+            retry_max_ms: 600_000,
         }
     }
 }
@@ -399,6 +403,9 @@ pub struct SmsSettings {
     pub http_timeout: Duration,
     /// Attempts before a transient failure becomes final.
     pub max_attempts: u32,
+    /// The first retry's delay; each further retry doubles it, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -514,8 +521,7 @@ impl Settings {
 
     /// The settings from a TOML text alone (defaults beneath, no environment).
     pub fn from_toml(text: &str) -> Result<Settings, SettingsError> {
-        let figment = Figment::from(Serialized::defaults(RawSettings::default())).merge(Toml::string(text));
-        Ok(Settings::from_figment(figment)?.settings)
+        Ok(Loaded::from_toml(text)?.settings)
     }
 
     fn check(raw: RawSettings) -> Result<Settings, SettingsError> {
@@ -709,6 +715,12 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
     if raw.max_attempts == 0 {
         return Err(invalid("sms.max_attempts", "must be at least 1"));
     }
+    if raw.retry_base_ms == 0 || raw.retry_max_ms < raw.retry_base_ms {
+        return Err(invalid(
+            "sms.retry_base_ms",
+            "must be at least 1 and no more than sms.retry_max_ms",
+        ));
+    }
     Ok(SmsSettings {
         module,
         modules_dir,
@@ -719,6 +731,8 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         call_timeout: Duration::from_millis(raw.call_timeout_ms),
         http_timeout: Duration::from_millis(raw.http_timeout_ms),
         max_attempts: raw.max_attempts,
+        retry_base: Duration::from_millis(raw.retry_base_ms),
+        retry_max: Duration::from_millis(raw.retry_max_ms),
     })
 }
 
@@ -772,6 +786,13 @@ pub struct Shown {
 }
 
 impl Loaded {
+    /// Settings from a TOML text alone (defaults beneath, no environment): for tests
+    /// and tools that build a configuration in memory.
+    pub fn from_toml(text: &str) -> Result<Loaded, SettingsError> {
+        let figment = Figment::from(Serialized::defaults(RawSettings::default())).merge(Toml::string(text));
+        Settings::from_figment(figment)
+    }
+
     /// Every setting with a value, secrets redacted, with where each came from.
     pub fn describe(&self) -> BTreeMap<String, Shown> {
         let mut out = BTreeMap::new();

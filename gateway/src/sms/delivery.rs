@@ -1,0 +1,157 @@
+//! The SMS delivery worker: leases due SMS from the store, sends each through the
+//! module in force, and records the outcome (sent, retry with backoff, or failed).
+//!
+//! The lease is the worker's claim on a message. When the worker dies the lease runs
+//! out and the message is due again; that, and only that, is how an SMS can reach a
+//! provider twice (at-least-once).
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use plugin_api::OutboundSms;
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::{send, SmsPayload};
+use crate::{
+    app::App,
+    store::{Channel, Leased},
+};
+
+/// SMS being sent at once by one worker.
+const IN_FLIGHT: usize = 64;
+/// How often an idle worker looks for retries that came due.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Runs until `stop` is cancelled, then waits for the sends in flight.
+pub async fn run(app: Arc<App>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut sends = JoinSet::new();
+    while !stop.is_cancelled() {
+        while sends.try_join_next().is_some() {}
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = sends.join_next() => continue,
+            }
+        }
+        let settings = &app.live().settings;
+        let lease_for = lease_duration(settings);
+        let leased = match app
+            .store
+            .lease(Channel::Sms, free, &app.lease_owner, lease_for)
+            .await
+        {
+            Ok(leased) => leased,
+            Err(error) => {
+                tracing::error!(%error, "cannot lease SMS from the store; retrying in 1 s");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if leased.is_empty() {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = app.sms_queued.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        for message in leased {
+            let permit = slots
+                .clone()
+                .try_acquire_owned()
+                .expect("leased no more than the free slots");
+            let app = app.clone();
+            sends.spawn(async move {
+                deliver(&app, message).await;
+                drop(permit);
+            });
+        }
+    }
+    while sends.join_next().await.is_some() {}
+}
+
+/// Long enough for every call and request one send may make.
+fn lease_duration(settings: &crate::settings::Settings) -> Duration {
+    let sms = &settings.sms;
+    (sms.call_timeout * 6 + sms.http_timeout * 4 + Duration::from_secs(30)).max(Duration::from_secs(60))
+}
+
+/// Sends one leased SMS and records what happened.
+async fn deliver(app: &App, message: Leased) {
+    let id = message.id.clone();
+    let live = app.live();
+    let payload: SmsPayload = match serde_json::from_str(&message.payload) {
+        Ok(payload) => payload,
+        Err(error) => {
+            let reason = format!("the stored SMS cannot be read: {error}");
+            tracing::error!(message_id = %id, %reason);
+            record(app.store.mark_failed(&id, &app.lease_owner, &reason).await, &id);
+            return;
+        }
+    };
+    let sms = OutboundSms {
+        id: id.as_str().into(),
+        to: payload.to.into(),
+        sender: payload.sender.into(),
+        text: payload.text.into(),
+        attempt: message.attempts,
+    };
+    let module = &live.module;
+    match send::send(module, &app.http, sms).await {
+        Ok(provider_id) => {
+            tracing::debug!(message_id = %id, module = module.name(), %provider_id, "SMS sent");
+            record(
+                app.store
+                    .mark_sent(&id, &app.lease_owner, Some(provider_id))
+                    .await,
+                &id,
+            );
+        }
+        Err(error) if error.is_transient() && message.attempts < live.settings.sms.max_attempts => {
+            let delay = backoff(&live.settings.sms, message.attempts);
+            tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, retry_in = ?delay, %error, "SMS not sent; will retry");
+            let due = SystemTime::now() + delay;
+            record(
+                app.store
+                    .mark_retry(&id, &app.lease_owner, due, &error.to_string())
+                    .await,
+                &id,
+            );
+        }
+        Err(error) => {
+            tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, %error, "SMS failed");
+            record(
+                app.store
+                    .mark_failed(&id, &app.lease_owner, &error.to_string())
+                    .await,
+                &id,
+            );
+        }
+    }
+}
+
+/// Logs an outcome that could not be recorded: the lease is gone (another worker has
+/// the message) or the store failed (the lease will run out and the SMS be retried).
+fn record(result: Result<bool, crate::store::StoreError>, id: &str) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(message_id = %id, "outcome not recorded: the lease had run out"),
+        Err(error) => tracing::error!(message_id = %id, %error, "outcome not recorded"),
+    }
+}
+
+/// Exponential backoff with jitter: `base · 2^(attempt-1)`, capped, then a random
+/// point in its upper half, so that retries of a burst spread out.
+pub fn backoff(sms: &crate::settings::SmsSettings, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let full = sms.retry_base.saturating_mul(1 << exponent).min(sms.retry_max);
+    let half = full / 2;
+    half + half.mul_f64(fastrand::f64())
+}

@@ -1,0 +1,18 @@
+//! SMS: numbers ([`number`]), one send through a module ([`send`]) with the HTTP the
+//! module asks for ([`http`]), and the worker that delivers the queue ([`delivery`]).
+
+pub mod delivery;
+pub mod http;
+pub mod number;
+pub mod send;
+
+use serde::{Deserialize, Serialize};
+
+/// An SMS as queued (the store's payload for channel `sms`): checked and normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsPayload {
+    /// E.164.
+    pub to: String,
+    pub text: String,
+    pub sender: String,
+}
