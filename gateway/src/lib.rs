@@ -2,8 +2,12 @@
 //! delivers e-mail within the admin's limits, and SMS provider modules loaded at run
 //! time. The `gateway` binary (`main.rs`) is a thin command line over this library.
 
+pub mod api;
+pub mod app;
 pub mod cli;
 pub mod logging;
 pub mod modules;
 pub mod server;
 pub mod settings;
+pub mod sms;
+pub mod store;

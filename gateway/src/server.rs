@@ -1,20 +1,41 @@
-//! Running the gateway: start the SMS module, then serve until told to stop.
+//! Running the gateway: open the store, start the SMS module, serve the API and run
+//! the delivery workers until told to stop, then stop gracefully.
+//!
+//! [`run`] takes its listener and a shutdown future, so a test can start a whole
+//! gateway on port 0 in-process; `gateway serve` binds the configured address and
+//! stops on SIGTERM or SIGINT.
+
+use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
+    api,
+    app::{App, Live},
     modules::{self, Module},
-    settings::{ConfigFile, Loaded},
+    settings::{ConfigFile, Loaded, Settings, StorageUrl},
+    sms,
+    store::{SqliteStore, Store},
 };
 
-/// `gateway serve`: loads the configured module and runs until SIGTERM or Ctrl-C.
+/// `gateway serve`: binds `server.listen` and runs until SIGTERM or Ctrl-C.
 pub async fn serve(config: ConfigFile, loaded: Loaded) -> anyhow::Result<()> {
-    let settings = loaded.settings;
     if config.path.exists() {
         tracing::info!(file = %config.path.display(), "settings loaded");
     } else {
         tracing::info!(file = %config.path.display(), "no settings file: running on the embedded defaults");
     }
+    let address = loaded.settings.server.listen;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (server.listen)"))?;
+    run(listener, loaded, shutdown_signal()).await
+}
+
+/// Starts the SMS module named by the settings. Blocking work, done off the runtime.
+pub async fn start_module(settings: &Settings) -> anyhow::Result<Module> {
     let sms = settings.sms.clone();
     let module = tokio::task::spawn_blocking(move || -> anyhow::Result<Module> {
         let library = modules::load(&sms.modules_dir, &sms.module)?;
@@ -25,7 +46,7 @@ pub async fn serve(config: ConfigFile, loaded: Loaded) -> anyhow::Result<()> {
         )?)
     })
     .await
-    .context("module loading thread failed")??;
+    .context("the module loading thread failed")??;
     tracing::info!(
         module = module.name(),
         version = %module.info().version,
@@ -33,8 +54,77 @@ pub async fn serve(config: ConfigFile, loaded: Loaded) -> anyhow::Result<()> {
         file = %module.info().path.display(),
         "SMS module loaded"
     );
-    shutdown_signal().await;
-    tracing::info!("stopping");
+    Ok(module)
+}
+
+/// Opens the store named by `storage.url`.
+pub async fn open_store(url: &StorageUrl) -> anyhow::Result<Arc<dyn Store>> {
+    match url {
+        StorageUrl::Sqlite(path) => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .context("the store opening thread failed")??;
+            // One gateway per SQLite file: leases left in it are a dead process's.
+            let expired = store.expire_all_leases().await?;
+            if expired > 0 {
+                tracing::warn!(
+                    expired,
+                    "messages were in flight when the gateway last stopped; they are due again"
+                );
+            }
+            Ok(Arc::new(store))
+        }
+        StorageUrl::Postgres(_) => {
+            anyhow::bail!("storage.url: PostgreSQL is not supported yet; use sqlite://PATH")
+        }
+    }
+}
+
+/// Runs a whole gateway on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    loaded: Loaded,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = loaded.settings.clone();
+    let store = open_store(&settings.storage).await?;
+    let module = start_module(&settings).await?;
+    let live = Live {
+        shown: loaded.describe(),
+        settings,
+        module,
+    };
+    let grace = live.settings.server.shutdown_grace;
+    let app = App::new(live, store);
+
+    let stop = CancellationToken::new();
+    let workers = tokio::spawn(sms::delivery::run(app.clone(), stop.child_token()));
+
+    let address = listener.local_addr().context("the listener has no address")?;
+    tracing::info!(%address, "HTTP API listening");
+    let stop_accepting = stop.clone();
+    let server = axum::serve(listener, api::router(app.clone()))
+        .with_graceful_shutdown(async move { stop_accepting.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown.await;
+    tracing::info!(grace = ?grace, "stopping: no new requests; finishing what is in flight");
+    stop.cancel();
+    let finished = tokio::time::timeout(grace, async {
+        let _ = server.await;
+        let _ = workers.await;
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(grace = ?grace, "work still in flight after the grace period; leaving it to the next start");
+    }
+    match app.store.release_leases(&app.lease_owner).await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "released leases of unfinished messages"),
+        Err(error) => tracing::error!(%error, "cannot release leases; they will run out on their own"),
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -1,0 +1,67 @@
+//! Admin endpoints: *Send test* and the settings in force.
+
+use std::sync::Arc;
+
+use axum::{body::Body, extract::State, http::HeaderMap, Json};
+use plugin_api::OutboundSms;
+
+use super::{
+    authorize,
+    body::read_json,
+    problem::Problem,
+    sms::{check, SmsRequest},
+};
+use crate::{app::App, settings::Role, sms::send};
+
+/// `POST /v1/admin/sms/test`: sends one SMS at once through the loaded module,
+/// bypassing the queue, and answers with the provider's id or the module's error.
+pub(super) async fn sms_test(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, Problem> {
+    authorize(&app, &headers, Role::Admin)?;
+    let live = app.live();
+    let request: SmsRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
+    let payload = check(request, &live.settings)?;
+    let id = format!("test-{}", uuid::Uuid::now_v7());
+    let sms = OutboundSms {
+        id: id.as_str().into(),
+        to: payload.to.as_str().into(),
+        sender: payload.sender.as_str().into(),
+        text: payload.text.as_str().into(),
+        attempt: 1,
+    };
+    let module = &live.module;
+    match send::send(module, &app.http, sms).await {
+        Ok(provider_id) => {
+            tracing::info!(message_id = %id, module = module.name(), %provider_id, "test SMS sent");
+            Ok(Json(serde_json::json!({
+                "id": id,
+                "module": module.name(),
+                "to": payload.to,
+                "provider_id": provider_id,
+            })))
+        }
+        Err(error) => {
+            tracing::warn!(message_id = %id, module = module.name(), %error, "test SMS failed");
+            Err(Problem::bad_gateway(format!(
+                "the test SMS was not sent: {error}"
+            )))
+        }
+    }
+}
+
+/// `GET /v1/admin/settings`: every setting in force, secrets redacted, with where
+/// each came from.
+pub(super) async fn settings(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Problem> {
+    authorize(&app, &headers, Role::Admin)?;
+    let live = app.live();
+    Ok(Json(serde_json::json!({
+        "settings": live.shown,
+        "sms_module": live.module.info(),
+    })))
+}

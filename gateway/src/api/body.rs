@@ -1,0 +1,72 @@
+//! Reading a JSON request body: the size limit (413), the syntax (400), then the
+//! shape, with the failing field named (422).
+
+use axum::{
+    body::{to_bytes, Body},
+    http::{header, HeaderMap},
+};
+use serde::de::DeserializeOwned;
+
+use super::problem::Problem;
+
+/// Reads at most `limit` bytes of JSON and deserialises it into `T`.
+pub async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<T, Problem> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let content_type = content_type.to_str().unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json")
+            && !essence.to_ascii_lowercase().ends_with("+json")
+        {
+            return Err(Problem::unsupported_media_type(format!(
+                "the body must be application/json, not `{essence}`"
+            )));
+        }
+    }
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if length > limit {
+            return Err(Problem::too_large(limit));
+        }
+    }
+    let bytes = to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| Problem::too_large(limit))?;
+    if bytes.is_empty() {
+        return Err(Problem::bad_request("the body is empty: send a JSON object"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Problem::bad_request("the body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // A missing field is reported at its parent; name the field itself.
+        let field = backticked(&inner)
+            .filter(|_| inner.starts_with("missing field"))
+            .map(|name| {
+                if path == "." {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                }
+            })
+            .unwrap_or(path);
+        Problem::invalid(field, inner)
+    })
+}
+
+/// The first `…` quoted name in a serde message.
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(&message[start..end])
+}

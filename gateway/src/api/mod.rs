@@ -1,0 +1,78 @@
+//! The HTTP API (contract, section 4): JSON in, JSON out, problem+json errors, bearer
+//! tokens with roles. Handlers check and normalise what they are given, store it, and
+//! answer; delivery happens in the workers.
+
+mod admin;
+mod auth;
+mod body;
+mod messages;
+pub mod problem;
+mod sms;
+
+use std::sync::Arc;
+
+use axum::{
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{app::App, settings::Role};
+use auth::Caller;
+use problem::Problem;
+
+/// The API's routes over the shared state.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/sms", post(sms::post_sms))
+        .route("/v1/messages/{id}", get(messages::get_message))
+        .route("/v1/admin/sms/test", post(admin::sms_test))
+        .route("/v1/admin/settings", get(admin::settings))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::method_not_allowed()
+}
+
+/// Checks the caller's token against the tokens in force.
+fn authorize(app: &App, headers: &HeaderMap, needed: Role) -> Result<Caller, Problem> {
+    auth::authorize(headers, &app.live().settings.auth, needed)
+}
+
+/// The `Idempotency-Key` header, scoped to the caller's token so that two apps
+/// cannot collide, and never stored in clear with the token.
+fn idempotency_key(app: &App, headers: &HeaderMap, caller: Caller) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| Problem::invalid("Idempotency-Key", "must be printable ASCII"))?;
+    if key.is_empty() || key.len() > 255 {
+        return Err(Problem::invalid("Idempotency-Key", "must be 1 to 255 characters"));
+    }
+    let live = app.live();
+    let token = live
+        .settings
+        .auth
+        .get(caller.token_index)
+        .map(|t| t.token.expose().to_string())
+        .unwrap_or_default();
+    let scope = Sha256::digest(token.as_bytes());
+    let scope: String = scope[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Some(format!("{scope}:{key}")))
+}

@@ -1,0 +1,161 @@
+//! Errors as `application/problem+json` (RFC 9457): a status, a title, a `detail` a
+//! person can act on, and for validation errors the `field` at fault.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+/// An HTTP error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(skip)]
+    pub status: StatusCode,
+    /// A URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    /// The request field that failed validation (422s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(rename = "status")]
+    status_code: u16,
+}
+
+impl Problem {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            field: None,
+            status_code: status.as_u16(),
+        }
+    }
+
+    /// 400: the body is not JSON, or not the JSON shape asked for.
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "/problems/bad-request",
+            "Bad request",
+            detail,
+        )
+    }
+
+    /// 401: no token, or a token the gateway does not know.
+    pub fn unauthorized(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "/problems/unauthorized",
+            "Unauthorized",
+            detail,
+        )
+    }
+
+    /// 403: a known token whose role may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "/problems/forbidden", "Forbidden", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "/problems/not-found", "Not found", detail)
+    }
+
+    pub fn method_not_allowed() -> Problem {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "/problems/method-not-allowed",
+            "Method not allowed",
+            "this path does not accept this method",
+        )
+    }
+
+    /// 413: the body is over `server.max_body_bytes`.
+    pub fn too_large(limit: u64) -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "/problems/too-large",
+            "Request body too large",
+            format!("the body is over the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "/problems/unsupported-media-type",
+            "Unsupported media type",
+            detail,
+        )
+    }
+
+    /// 422: `field` failed validation for `reason`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Problem {
+        let field = field.into();
+        let reason = reason.into();
+        let mut problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/invalid-field",
+            "Invalid field",
+            format!("{field}: {reason}"),
+        );
+        problem.field = Some(field);
+        problem
+    }
+
+    /// 502: the SMS module or its provider failed.
+    pub fn bad_gateway(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "/problems/provider-error",
+            "Provider error",
+            detail,
+        )
+    }
+
+    /// 503: the gateway cannot take this now (stopping, store unavailable).
+    pub fn unavailable(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "/problems/unavailable",
+            "Service unavailable",
+            detail,
+        )
+    }
+
+    /// 500: a fault of the gateway's; the detail says what failed without internals.
+    pub fn internal(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "/problems/internal",
+            "Internal error",
+            detail,
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).expect("a problem always serialises");
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

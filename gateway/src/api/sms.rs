@@ -1,0 +1,96 @@
+//! `POST /v1/sms`: check, normalise, store durably, answer 202 with the id.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+use super::{authorize, body::read_json, idempotency_key, problem::Problem};
+use crate::{
+    app::App,
+    settings::{Role, SenderId, Settings},
+    sms::{number, SmsPayload},
+    store::{Channel, NewMessage},
+};
+
+/// The longest text accepted: what providers accept as one concatenated SMS.
+pub const MAX_TEXT_CHARS: usize = 1600;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SmsRequest {
+    pub to: String,
+    pub text: String,
+    #[serde(default)]
+    pub sender: Option<String>,
+}
+
+/// Checks a request into the payload that is queued or sent.
+pub(super) fn check(request: SmsRequest, settings: &Settings) -> Result<SmsPayload, Problem> {
+    let to = number::normalize(&request.to, settings.sms.default_country_code)
+        .map_err(|e| Problem::invalid("to", e.to_string()))?;
+    if request.text.trim().is_empty() {
+        return Err(Problem::invalid("text", "is empty"));
+    }
+    let chars = request.text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(Problem::invalid(
+            "text",
+            format!("has {chars} characters; the most an SMS can carry is {MAX_TEXT_CHARS}"),
+        ));
+    }
+    let sender = match request.sender {
+        Some(sender) => SenderId::parse(&sender).map_err(|e| Problem::invalid("sender", e))?,
+        None => settings.sms.sender.clone().ok_or_else(|| {
+            Problem::invalid(
+                "sender",
+                "is not given, and the gateway has no default (sms.sender)",
+            )
+        })?,
+    };
+    Ok(SmsPayload {
+        to: to.to_string(),
+        text: request.text,
+        sender: sender.as_str().to_string(),
+    })
+}
+
+pub(super) async fn post_sms(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = authorize(&app, &headers, Role::Send)?;
+    let live = app.live();
+    let request: SmsRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
+    let payload = check(request, &live.settings)?;
+    let key = idempotency_key(&app, &headers, caller)?;
+    let message = NewMessage {
+        channel: Channel::Sms,
+        payload: serde_json::to_value(&payload).expect("a payload of strings serialises"),
+        mailing_id: None,
+    };
+    let enqueued = app.store.enqueue(message, key).await.map_err(|error| {
+        tracing::error!(%error, "cannot store an SMS");
+        Problem::unavailable("the message could not be stored; nothing was accepted, try again")
+    })?;
+    if enqueued.created {
+        tracing::debug!(message_id = %enqueued.id, "SMS queued");
+        app.sms_queued.notify_one();
+    }
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": enqueued.id })),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/messages/{}", enqueued.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
