@@ -38,6 +38,25 @@ pub fn build_dir() -> &'static Path {
         for package in PACKAGES {
             command.args(["-p", package]);
         }
+        // Cargo gives the test process the variables of the e2e package; some build
+        // scripts (ring's) track CARGO_MANIFEST_DIR, so passing them on would rebuild
+        // those crates on every run, and again for the next `cargo test`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || name.starts_with("CARGO_BIN_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "OUT_DIR",
+                ]
+                .contains(&&*name)
+            {
+                command.env_remove(&*name);
+            }
+        }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             command.arg("--release");
         }
@@ -66,4 +85,304 @@ pub fn modules_dir_with(names: &[&str]) -> tempfile::TempDir {
             .unwrap_or_else(|e| panic!("copy module {file}: {e}"));
     }
     dir
+}
+
+/// The bearer tokens every test gateway accepts.
+pub const SEND_TOKEN: &str = "send-token-0123456789abcdef";
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// A gateway configuration in a temporary directory: SQLite store, `sms.jsonl` for
+/// the `file` module, the two tokens, and `extra` TOML appended (which may override
+/// the module and its blob with its own `[sms]` keys via `sms_module`).
+pub struct TestConfig {
+    pub dir: tempfile::TempDir,
+    pub toml: String,
+}
+
+impl TestConfig {
+    /// A configuration using module `module` with blob `blob` (for the `file` module,
+    /// pass `None` to write to `sms.jsonl` in the test directory) and extra TOML.
+    pub fn new(module: &str, blob: Option<&str>, sms_extra: &str, extra: &str) -> TestConfig {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sms_file = dir.path().join("sms.jsonl");
+        let blob = blob
+            .map(str::to_string)
+            .unwrap_or_else(|| serde_json::json!({ "path": sms_file }).to_string());
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_ms = 5000
+
+[storage]
+url = "sqlite://{db}"
+
+[sms]
+module = "{module}"
+modules_dir = {modules:?}
+default_country_code = "+44"
+sender = "ACME"
+plugin_config = '{blob}'
+{sms_extra}
+
+[[auth.tokens]]
+token = "{SEND_TOKEN}"
+role = "send"
+
+[[auth.tokens]]
+token = "{ADMIN_TOKEN}"
+role = "admin"
+
+{extra}
+"#,
+            db = dir.path().join("gateway.db").display(),
+            modules = build_dir(),
+        );
+        TestConfig { dir, toml }
+    }
+
+    /// The `file` module's output in this configuration.
+    pub fn sms_file(&self) -> PathBuf {
+        self.dir.path().join("sms.jsonl")
+    }
+
+    /// Writes the configuration to `gateway.toml` in its directory.
+    pub fn write(&self) -> PathBuf {
+        let path = self.dir.path().join("gateway.toml");
+        std::fs::write(&path, &self.toml).expect("write gateway.toml");
+        path
+    }
+}
+
+/// The JSON lines the `file` module wrote so far.
+pub fn sms_lines(path: &Path) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A whole gateway running in this process on a free port, stopped on drop.
+pub struct InProcess {
+    pub url: String,
+    pub config: TestConfig,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl InProcess {
+    /// Starts a gateway with `config`; panics with the gateway's error if it fails.
+    pub async fn start(config: TestConfig) -> InProcess {
+        let loaded = gateway::settings::Loaded::from_toml(&config.toml).expect("test settings are valid");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            gateway::server::run(listener, loaded, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|e| format!("{e:#}"))
+        });
+        let gateway = InProcess {
+            url,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        gateway.wait_healthy().await;
+        gateway
+    }
+
+    async fn wait_healthy(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the gateway at {} never became healthy", self.url);
+    }
+
+    /// Stops the gateway gracefully and returns what `run` returned.
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().unwrap().await.expect("gateway task")
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A small client for the gateway's API.
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        Api {
+            url: url.to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs JSON with a token; returns the status and the JSON body (or Null).
+    pub async fn post(&self, path: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, json_body(response).await)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, json_body(response).await)
+    }
+
+    /// Polls a message until its status is one of `wanted` (or 20 s pass).
+    pub async fn wait_status(&self, id: &str, wanted: &[&str]) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..400 {
+            let (status, body) = self.get(&format!("/v1/messages/{id}"), SEND_TOKEN).await;
+            assert_eq!(status, 200, "{body}");
+            if wanted.iter().any(|w| body["status"] == *w) {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("message {id} never reached {wanted:?}; last seen {last}");
+    }
+}
+
+/// The JSON body of a response, or `Null` when it has none.
+pub async fn json_body(response: reqwest::Response) -> serde_json::Value {
+    let bytes = response.bytes().await.unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a test uses it at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A `gateway serve` child process, for what needs a real process: signals, crashes.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Writes `config` with a fixed free port and starts `gateway serve` on it; its
+    /// log goes to `gateway-N.log` in the config's directory.
+    pub async fn start(config: &TestConfig) -> GatewayProcess {
+        let port = free_port();
+        let toml = config.toml.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        let path = config.dir.path().join("gateway.toml");
+        std::fs::write(&path, toml).expect("write gateway.toml");
+        let mut n = 0;
+        let log = loop {
+            let candidate = config.dir.path().join(format!("gateway-{n}.log"));
+            if !candidate.exists() {
+                break candidate;
+            }
+            n += 1;
+        };
+        let child = Command::new(gateway_bin())
+            .arg("--config")
+            .arg(&path)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create log"))
+            .spawn()
+            .expect("start the gateway binary");
+        let process = GatewayProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        process.wait_healthy().await;
+        process
+    }
+
+    async fn wait_healthy(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!(
+            "the gateway at {} never became healthy; its log:\n{}",
+            self.url,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGKILL`) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the process to end; returns its exit status.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for the gateway")
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
