@@ -96,6 +96,11 @@ pub trait Store: Send + Sync + 'static {
     /// `lease_owner` still holds it.
     async fn mark_failed(&self, id: &str, lease_owner: &str, error: &str) -> Result<bool, StoreError>;
 
+    /// Gives back one leased message that was never attempted (its batch ended first):
+    /// `queued`, due at `due_at`, and the attempt its lease counted is uncounted.
+    /// Returns false, changing nothing, unless `lease_owner` still holds it.
+    async fn give_back(&self, id: &str, lease_owner: &str, due_at: SystemTime) -> Result<bool, StoreError>;
+
     /// Gives back every message leased by `lease_owner` (on a graceful shutdown): they become
     /// `queued` and due now, and the attempt they were counted for is uncounted, since it
     /// never happened. Returns how many were released.

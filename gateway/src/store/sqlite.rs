@@ -248,6 +248,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn give_back(&self, id: &str, lease_owner: &str, due_at: SystemTime) -> Result<bool, StoreError> {
+        self.settle(
+            id,
+            lease_owner,
+            Outcome::GiveBack {
+                due_at: unix_millis(due_at),
+            },
+        )
+        .await
+    }
+
     async fn release_leases(&self, lease_owner: &str) -> Result<u64, StoreError> {
         let owner = lease_owner.to_owned();
         self.write(|reply| Request::Release { owner, reply }).await
@@ -491,6 +502,7 @@ enum Outcome {
     Sent { provider_id: Option<String> },
     Retry { due_at: i64, error: String },
     Failed { error: String },
+    GiveBack { due_at: i64 },
 }
 
 fn run_writer(conn: Connection, mut requests: mpsc::Receiver<Request>, commits: &AtomicU64) {
@@ -873,6 +885,14 @@ fn settle(conn: &Connection, id: &str, owner: &str, outcome: &Outcome, now: i64)
                  WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
             )
             .and_then(|mut update| update.execute(params![id, owner, error, now])),
+        Outcome::GiveBack { due_at } => conn
+            .prepare_cached(
+                "UPDATE messages
+                 SET status = 'queued', due_at = ?3, attempts = max(attempts - 1, 0),
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4
+                 WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
+            )
+            .and_then(|mut update| update.execute(params![id, owner, due_at, now])),
     };
     Ok(changed.map_err(database("record a delivery attempt"))? == 1)
 }
