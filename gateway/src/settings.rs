@@ -81,6 +81,7 @@ struct RawSettings {
 struct RawServer {
     listen: String,
     max_body_bytes: u64,
+    max_mailing_body_bytes: u64,
     shutdown_grace_ms: u64,
 }
 
@@ -89,6 +90,7 @@ impl Default for RawServer {
         RawServer {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
+            max_mailing_body_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
         }
     }
@@ -123,6 +125,9 @@ struct RawEmail {
     ca_file: Option<PathBuf>,
     connect_timeout_ms: u64,
     command_timeout_ms: u64,
+    max_attempts: u32,
+    retry_base_ms: u64,
+    retry_max_ms: u64,
 }
 
 impl Default for RawEmail {
@@ -140,6 +145,9 @@ impl Default for RawEmail {
             ca_file: None,
             connect_timeout_ms: 10_000,
             command_timeout_ms: 60_000,
+            max_attempts: 10,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
         }
     }
 }
@@ -240,6 +248,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Request bodies above this get 413.
     pub max_body_bytes: u64,
+    /// The same for `POST /v1/mailings`, whose body lists every recipient.
+    pub max_mailing_body_bytes: u64,
     /// How long a graceful stop waits for in-flight work.
     pub shutdown_grace: Duration,
 }
@@ -293,6 +303,7 @@ pub struct EmailSettings {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    pub retry: RetryPolicy,
 }
 
 /// A module's name: the `NAME` of `libNAME.so`. Letters, digits, `_` and `-` only, so
@@ -401,11 +412,64 @@ pub struct SmsSettings {
     pub call_timeout: Duration,
     /// The longest the gateway waits for a provider's HTTP answer.
     pub http_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// How often and how late a transient failure is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
     /// Attempts before a transient failure becomes final.
     pub max_attempts: u32,
-    /// The first retry's delay; each further retry doubles it, up to `retry_max`.
-    pub retry_base: Duration,
-    pub retry_max: Duration,
+    /// The first retry's delay; each further retry doubles it, up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    fn check(
+        section: &'static str,
+        max_attempts: u32,
+        base_ms: u64,
+        max_ms: u64,
+    ) -> Result<RetryPolicy, SettingsError> {
+        let key = |name: &str| -> &'static str {
+            match (section, name) {
+                ("sms", "max_attempts") => "sms.max_attempts",
+                ("sms", _) => "sms.retry_base_ms",
+                (_, "max_attempts") => "email.max_attempts",
+                _ => "email.retry_base_ms",
+            }
+        };
+        if max_attempts == 0 {
+            return Err(invalid(key("max_attempts"), "must be at least 1"));
+        }
+        if base_ms == 0 || max_ms < base_ms {
+            return Err(invalid(
+                key("retry_base_ms"),
+                format!("must be at least 1 and no more than {section}.retry_max_ms"),
+            ));
+        }
+        Ok(RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(base_ms),
+            max_delay: Duration::from_millis(max_ms),
+        })
+    }
+
+    /// The delay before the retry that follows attempt `attempt` (1-based):
+    /// `base · 2^(attempt-1)`, capped, then a random point in its upper half, so
+    /// that the retries of a burst spread out.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let full = self.base_delay.saturating_mul(1 << exponent).min(self.max_delay);
+        let half = full / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    /// Whether a transient failure of attempt `attempt` may be retried.
+    pub fn may_retry(&self, attempt: u32) -> bool {
+        attempt < self.max_attempts
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,6 +600,10 @@ impl Settings {
                 0 => return Err(invalid("server.max_body_bytes", "must be at least 1")),
                 n => n,
             },
+            max_mailing_body_bytes: match raw.server.max_mailing_body_bytes {
+                0 => return Err(invalid("server.max_mailing_body_bytes", "must be at least 1")),
+                n => n,
+            },
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
         };
 
@@ -655,6 +723,7 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
             }
         }
     }
+    let retry = RetryPolicy::check("email", raw.max_attempts, raw.retry_base_ms, raw.retry_max_ms)?;
     if raw.password.is_some() && raw.username.is_none() {
         return Err(invalid(
             "email.password",
@@ -673,6 +742,7 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
         ca_file: raw.ca_file,
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
         command_timeout: Duration::from_millis(raw.command_timeout_ms.max(1)),
+        retry,
     })
 }
 
@@ -712,15 +782,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
     if raw.http_timeout_ms == 0 {
         return Err(invalid("sms.http_timeout_ms", "must be at least 1"));
     }
-    if raw.max_attempts == 0 {
-        return Err(invalid("sms.max_attempts", "must be at least 1"));
-    }
-    if raw.retry_base_ms == 0 || raw.retry_max_ms < raw.retry_base_ms {
-        return Err(invalid(
-            "sms.retry_base_ms",
-            "must be at least 1 and no more than sms.retry_max_ms",
-        ));
-    }
+    let retry = RetryPolicy::check("sms", raw.max_attempts, raw.retry_base_ms, raw.retry_max_ms)?;
     Ok(SmsSettings {
         module,
         modules_dir,
@@ -730,9 +792,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         inbound_webhook: raw.inbound_webhook,
         call_timeout: Duration::from_millis(raw.call_timeout_ms),
         http_timeout: Duration::from_millis(raw.http_timeout_ms),
-        max_attempts: raw.max_attempts,
-        retry_base: Duration::from_millis(raw.retry_base_ms),
-        retry_max: Duration::from_millis(raw.retry_max_ms),
+        retry,
     })
 }
 

@@ -114,8 +114,8 @@ async fn deliver(app: &App, message: Leased) {
                 &id,
             );
         }
-        Err(error) if error.is_transient() && message.attempts < live.settings.sms.max_attempts => {
-            let delay = backoff(&live.settings.sms, message.attempts);
+        Err(error) if error.is_transient() && live.settings.sms.retry.may_retry(message.attempts) => {
+            let delay = live.settings.sms.retry.backoff(message.attempts);
             tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, retry_in = ?delay, %error, "SMS not sent; will retry");
             let due = SystemTime::now() + delay;
             record(
@@ -145,13 +145,4 @@ fn record(result: Result<bool, crate::store::StoreError>, id: &str) {
         Ok(false) => tracing::warn!(message_id = %id, "outcome not recorded: the lease had run out"),
         Err(error) => tracing::error!(message_id = %id, %error, "outcome not recorded"),
     }
-}
-
-/// Exponential backoff with jitter: `base · 2^(attempt-1)`, capped, then a random
-/// point in its upper half, so that retries of a burst spread out.
-pub fn backoff(sms: &crate::settings::SmsSettings, attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(20);
-    let full = sms.retry_base.saturating_mul(1 << exponent).min(sms.retry_max);
-    let half = full / 2;
-    half + half.mul_f64(fastrand::f64())
 }
