@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::{
+    email::connect::SmtpTarget,
     modules::Module,
     settings::{Settings, Shown},
     sms::http::HttpClient,
@@ -20,6 +21,8 @@ pub struct Live {
     /// The settings as shown to admins (secrets redacted, with sources).
     pub shown: BTreeMap<String, Shown>,
     pub module: Module,
+    /// The SMTP server of `settings.email`, prepared (CA file read) once.
+    pub smtp: SmtpTarget,
 }
 
 /// Shared by every request and worker.
@@ -32,6 +35,8 @@ pub struct App {
     pub http: HttpClient,
     /// Woken when an SMS is queued, so the worker does not wait for its next poll.
     pub sms_queued: Notify,
+    /// Woken when e-mails are queued.
+    pub email_queued: Notify,
     /// This process's lease owner name: unique per process.
     pub lease_owner: String,
 }
@@ -44,6 +49,7 @@ impl App {
             store,
             http,
             sms_queued: Notify::new(),
+            email_queued: Notify::new(),
             lease_owner: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
         })
     }

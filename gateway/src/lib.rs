@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod email;
 pub mod logging;
 pub mod modules;
 pub mod server;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     app::{App, Live},
+    email::{self, connect::SmtpTarget},
     modules::{self, Module},
     settings::{ConfigFile, Loaded, Settings, StorageUrl},
     sms,
@@ -90,16 +91,19 @@ pub async fn run(
     let settings = loaded.settings.clone();
     let store = open_store(&settings.storage).await?;
     let module = start_module(&settings).await?;
+    let smtp = SmtpTarget::new(&settings.email)?;
     let live = Live {
         shown: loaded.describe(),
         settings,
         module,
+        smtp,
     };
     let grace = live.settings.server.shutdown_grace;
     let app = App::new(live, store);
 
     let stop = CancellationToken::new();
-    let workers = tokio::spawn(sms::delivery::run(app.clone(), stop.child_token()));
+    let sms_worker = tokio::spawn(sms::delivery::run(app.clone(), stop.child_token()));
+    let smtp_engine = tokio::spawn(email::engine::run(app.clone(), stop.child_token()));
 
     let address = listener.local_addr().context("the listener has no address")?;
     tracing::info!(%address, "HTTP API listening");
@@ -113,7 +117,8 @@ pub async fn run(
     stop.cancel();
     let finished = tokio::time::timeout(grace, async {
         let _ = server.await;
-        let _ = workers.await;
+        let _ = sms_worker.await;
+        let _ = smtp_engine.await;
     })
     .await;
     if finished.is_err() {

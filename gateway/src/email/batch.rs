@@ -1,0 +1,192 @@
+//! One connection's batch: up to `max(1, max_per_connection / smtp_threads)` e-mails,
+//! delivered over one SMTP connection, then QUIT.
+//!
+//! Replies are handled like a careful MTA (contract, section 2):
+//! - 250: the e-mail is `sent`, with the server's reply as its provider id;
+//! - 5xx for the e-mail (MAIL, RCPT or DATA): that e-mail fails for good with the
+//!   server's reply; the transaction is reset and the batch goes on, on a new
+//!   connection if the server closed this one;
+//! - 4xx (421, 452, 454 …) or a dropped or silent connection: this e-mail and the rest
+//!   of the batch go back to the queue, due after a backoff, and the batch ends. The
+//!   e-mails never attempted get their attempt back.
+
+use std::{collections::VecDeque, sync::Arc, time::SystemTime};
+
+use lettre::address::Envelope;
+
+use super::{
+    connect::{reply_text, Session, Severity, SmtpError, Stage},
+    message::{build, EmailPayload, MailingRecipient, MailingShared},
+};
+use crate::{
+    app::{App, Live},
+    store::Leased,
+};
+
+/// A leased e-mail, built and ready to send.
+struct Ready {
+    id: String,
+    attempts: u32,
+    envelope: Envelope,
+    bytes: Vec<u8>,
+}
+
+/// Delivers `batch` over one connection (occasionally a second, after a 5xx that made
+/// the server close the first), and records every e-mail's outcome.
+pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
+    let mut pending: VecDeque<Ready> = VecDeque::new();
+    for leased in batch {
+        match prepare(&leased) {
+            Ok(ready) => pending.push_back(ready),
+            Err(reason) => {
+                tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
+                outcome(
+                    app.store.mark_failed(&leased.id, &app.lease_owner, &reason).await,
+                    &leased.id,
+                );
+            }
+        }
+    }
+    let target = &live.smtp;
+    let mut session: Option<Session> = None;
+    // Whether the server may have closed the connection after refusing an e-mail: then
+    // a dropped connection at the next MAIL FROM is met by reconnecting, once.
+    let mut reconnect_allowed = false;
+    while let Some(email) = pending.pop_front() {
+        let mut current = match session.take() {
+            Some(session) => session,
+            None => match target.open(|_, _| {}).await {
+                Ok(session) => session,
+                Err(error) => {
+                    tracing::warn!(server = %target.address(), %error, "cannot open an SMTP connection");
+                    pending.push_front(email);
+                    requeue(&app, &live, pending, &error, None).await;
+                    return;
+                }
+            },
+        };
+        match current.send(&email.envelope, &email.bytes).await {
+            Ok(reply) => {
+                tracing::debug!(message_id = %email.id, reply = %reply_text(&reply), "e-mail sent");
+                outcome(
+                    app.store
+                        .mark_sent(&email.id, &app.lease_owner, Some(reply_text(&reply)))
+                        .await,
+                    &email.id,
+                );
+                reconnect_allowed = false;
+                session = Some(current);
+            }
+            Err(error) if error.severity == Severity::Permanent => {
+                let reason = describe(&error);
+                tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
+                outcome(
+                    app.store.mark_failed(&email.id, &app.lease_owner, &reason).await,
+                    &email.id,
+                );
+                reconnect_allowed = true;
+                if current.is_usable() {
+                    session = Some(current);
+                }
+            }
+            Err(error)
+                if reconnect_allowed
+                    && error.severity == Severity::Connection
+                    && error.stage == Stage::MailFrom =>
+            {
+                tracing::debug!(message_id = %email.id, "the server closed the connection after a refusal; reconnecting");
+                reconnect_allowed = false;
+                pending.push_front(email);
+            }
+            Err(error) => {
+                tracing::warn!(message_id = %email.id, %error, "batch interrupted; the rest goes back to the queue");
+                current.abort().await;
+                let attempted = email.id.clone();
+                pending.push_front(email);
+                requeue(&app, &live, pending, &error, Some(&attempted)).await;
+                return;
+            }
+        }
+    }
+    if let Some(session) = session {
+        if let Err(error) = session.quit().await {
+            tracing::debug!(%error, "QUIT was not answered cleanly");
+        }
+    }
+}
+
+/// Parses a leased payload (a single e-mail, or one recipient of a mailing) and builds it.
+fn prepare(leased: &Leased) -> Result<Ready, String> {
+    let payload = match &leased.mailing_payload {
+        Some(shared) => {
+            let shared: MailingShared = serde_json::from_str(shared)
+                .map_err(|e| format!("the stored mailing cannot be read: {e}"))?;
+            let recipient: MailingRecipient = serde_json::from_str(&leased.payload)
+                .map_err(|e| format!("the stored recipient cannot be read: {e}"))?;
+            EmailPayload::for_recipient(shared, recipient)
+        }
+        None => serde_json::from_str(&leased.payload)
+            .map_err(|e| format!("the stored e-mail cannot be read: {e}"))?,
+    };
+    let (envelope, bytes) = build(&payload, &leased.id).map_err(|e| e.to_string())?;
+    Ok(Ready {
+        id: leased.id.clone(),
+        attempts: leased.attempts,
+        envelope,
+        bytes,
+    })
+}
+
+/// Puts the unsent e-mails of an interrupted batch back in the queue.
+///
+/// `attempted` is the e-mail that was on the wire when the batch broke: it counts its
+/// attempt, and fails for good once it has used them all; the others never reached
+/// the server and get their attempt back. With no connection at all (`None`), every
+/// e-mail counts the attempt, so that a server that stays down is retried less and
+/// less often and the e-mails fail in the end instead of waiting forever.
+async fn requeue(
+    app: &App,
+    live: &Live,
+    pending: VecDeque<Ready>,
+    error: &SmtpError,
+    attempted: Option<&str>,
+) {
+    let retry = live.settings.email.retry;
+    let reason = describe(error);
+    for email in pending {
+        let counts = attempted.is_none_or(|id| id == email.id);
+        if !counts {
+            let due = SystemTime::now() + retry.backoff(1);
+            outcome(
+                app.store.give_back(&email.id, &app.lease_owner, due).await,
+                &email.id,
+            );
+        } else if retry.may_retry(email.attempts) {
+            let due = SystemTime::now() + retry.backoff(email.attempts);
+            outcome(
+                app.store
+                    .mark_retry(&email.id, &app.lease_owner, due, &reason)
+                    .await,
+                &email.id,
+            );
+        } else {
+            outcome(
+                app.store.mark_failed(&email.id, &app.lease_owner, &reason).await,
+                &email.id,
+            );
+        }
+    }
+}
+
+/// The error as recorded on a message: the stage, the reply code and the server's text.
+fn describe(error: &SmtpError) -> String {
+    error.to_string()
+}
+
+fn outcome(result: Result<bool, crate::store::StoreError>, id: &str) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(message_id = %id, "outcome not recorded: the lease had run out"),
+        Err(error) => tracing::error!(message_id = %id, %error, "outcome not recorded"),
+    }
+}

@@ -1,0 +1,355 @@
+//! Opening an SMTP connection as the settings ask: TLS (none, STARTTLS or implicit,
+//! never a silent fallback to plaintext), certificates checked against the system's
+//! roots plus `email.ca_file`, AUTH when a username is set, and a time limit on the
+//! connection and on every command.
+
+use std::{fmt, future::Future, time::Duration};
+
+use lettre::transport::smtp::{
+    authentication::{Credentials, Mechanism},
+    client::{AsyncSmtpConnection, Certificate, TlsParameters},
+    extension::ClientId,
+    response::Response,
+};
+
+use crate::settings::{EmailSettings, TlsMode};
+
+/// Where a step of an SMTP conversation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Connect,
+    StartTls,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    Rset,
+    Quit,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Connect => "connect",
+            Stage::StartTls => "STARTTLS",
+            Stage::Auth => "AUTH",
+            Stage::MailFrom => "MAIL FROM",
+            Stage::RcptTo => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::Rset => "RSET",
+            Stage::Quit => "QUIT",
+        })
+    }
+}
+
+/// What the failure means for the e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// A 4xx reply: try again later.
+    Transient,
+    /// A 5xx reply: this e-mail (or these settings) will not be accepted.
+    Permanent,
+    /// No reply: the connection failed, dropped or timed out. Try again later.
+    Connection,
+}
+
+/// An SMTP failure: the stage, what it means, and the server's reply or the cause.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{stage}: {text}")]
+pub struct SmtpError {
+    pub stage: Stage,
+    pub severity: Severity,
+    /// The server's reply code, when it replied.
+    pub code: Option<u16>,
+    pub text: String,
+}
+
+impl SmtpError {
+    fn from_lettre(stage: Stage, error: lettre::transport::smtp::Error) -> SmtpError {
+        let code = error.status().and_then(|c| c.to_string().parse().ok());
+        let severity = if error.is_permanent() {
+            Severity::Permanent
+        } else if error.is_transient() {
+            Severity::Transient
+        } else {
+            Severity::Connection
+        };
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            let line = cause.to_string();
+            if !text.contains(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
+            source = cause.source();
+        }
+        SmtpError {
+            stage,
+            severity,
+            code,
+            text,
+        }
+    }
+
+    fn timeout(stage: Stage, after: Duration) -> SmtpError {
+        SmtpError {
+            stage,
+            severity: Severity::Connection,
+            code: None,
+            text: format!("no answer within {after:?}"),
+        }
+    }
+
+    fn client(stage: Stage, severity: Severity, text: impl Into<String>) -> SmtpError {
+        SmtpError {
+            stage,
+            severity,
+            code: None,
+            text: text.into(),
+        }
+    }
+}
+
+/// The server a gateway sends to, prepared once from the settings (the CA file is
+/// read here, not at every connection).
+#[derive(Clone)]
+pub struct SmtpTarget {
+    host: String,
+    port: u16,
+    mode: TlsMode,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    hello: ClientId,
+}
+
+impl fmt::Debug for SmtpTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SmtpTarget({}:{} {:?})", self.host, self.port, self.mode)
+    }
+}
+
+/// Why the settings cannot make a target (a bad CA file).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("email.ca_file: {0}")]
+pub struct TargetError(String);
+
+impl SmtpTarget {
+    pub fn new(settings: &EmailSettings) -> Result<SmtpTarget, TargetError> {
+        let tls = match settings.tls {
+            TlsMode::None => None,
+            TlsMode::StartTls | TlsMode::Implicit => {
+                let mut builder = TlsParameters::builder(settings.host.clone());
+                if let Some(path) = &settings.ca_file {
+                    let pem = std::fs::read(path)
+                        .map_err(|e| TargetError(format!("cannot read {}: {e}", path.display())))?;
+                    let certificate = Certificate::from_pem(&pem).map_err(|e| {
+                        TargetError(format!("{} holds no PEM certificate: {e}", path.display()))
+                    })?;
+                    builder = builder.add_root_certificate(certificate);
+                }
+                Some(builder.build_rustls().map_err(|e| TargetError(e.to_string()))?)
+            }
+        };
+        let credentials = settings.username.as_ref().map(|user| {
+            Credentials::new(
+                user.clone(),
+                settings
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
+            )
+        });
+        Ok(SmtpTarget {
+            host: settings.host.clone(),
+            port: settings.port,
+            mode: settings.tls,
+            tls,
+            credentials,
+            connect_timeout: settings.connect_timeout,
+            command_timeout: settings.command_timeout,
+            hello: ClientId::default(),
+        })
+    }
+
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Connects, says EHLO, secures the connection as configured, and authenticates.
+    /// `on_step` hears each step that succeeded, with what the server said.
+    pub async fn open(&self, mut on_step: impl FnMut(Stage, String)) -> Result<Session, SmtpError> {
+        let implicit = match self.mode {
+            TlsMode::Implicit => self.tls.clone(),
+            _ => None,
+        };
+        let connect = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(self.connect_timeout),
+            &self.hello,
+            implicit,
+            None,
+        );
+        let connection = limit(
+            Stage::Connect,
+            self.connect_timeout + self.command_timeout,
+            connect,
+        )
+        .await?;
+        on_step(
+            Stage::Connect,
+            format!("EHLO answered: {}", connection.server_info()),
+        );
+        let mut session = Session {
+            connection,
+            command_timeout: self.command_timeout,
+        };
+        if self.mode == TlsMode::StartTls {
+            if !session.connection.can_starttls() {
+                session.abort().await;
+                return Err(SmtpError::client(
+                    Stage::StartTls,
+                    Severity::Permanent,
+                    "the server does not offer STARTTLS, and email.tls = \"starttls\" forbids sending in plaintext",
+                ));
+            }
+            let tls = self.tls.clone().expect("STARTTLS mode always has TLS parameters");
+            let upgrade = session.connection.starttls(tls, &self.hello);
+            limit(Stage::StartTls, self.command_timeout, upgrade).await?;
+            on_step(
+                Stage::StartTls,
+                format!(
+                    "TLS established; EHLO answered: {}",
+                    session.connection.server_info()
+                ),
+            );
+        }
+        if let Some(credentials) = &self.credentials {
+            let auth = session
+                .connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials);
+            match limit(Stage::Auth, self.command_timeout, auth).await {
+                Ok(reply) => on_step(Stage::Auth, reply_text(&reply)),
+                Err(error) => {
+                    session.abort().await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(session)
+    }
+}
+
+/// Runs one SMTP step under a time limit.
+async fn limit<T>(
+    stage: Stage,
+    after: Duration,
+    step: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, SmtpError> {
+    match tokio::time::timeout(after, step).await {
+        Err(_) => Err(SmtpError::timeout(stage, after)),
+        Ok(Err(error)) => Err(SmtpError::from_lettre(stage, error)),
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
+/// `250 2.1.0 Ok` from a reply.
+pub fn reply_text(reply: &Response) -> String {
+    let lines: Vec<&str> = reply.message().collect();
+    format!("{} {}", reply.code(), lines.join(" "))
+}
+
+/// An open, ready connection.
+pub struct Session {
+    connection: AsyncSmtpConnection,
+    command_timeout: Duration,
+}
+
+impl Session {
+    /// Sends one SMTP command and reads the reply.
+    pub async fn command(&mut self, stage: Stage, command: impl fmt::Display) -> Result<Response, SmtpError> {
+        let timeout = self.command_timeout;
+        limit(stage, timeout, self.connection.command(command)).await
+    }
+
+    /// Sends one e-mail: MAIL FROM, RCPT TO for each recipient, DATA. After a refusal
+    /// the transaction is reset so the connection can carry the next e-mail.
+    pub async fn send(
+        &mut self,
+        envelope: &lettre::address::Envelope,
+        bytes: &[u8],
+    ) -> Result<Response, SmtpError> {
+        use lettre::transport::smtp::{
+            commands::{Data, Mail, Rcpt},
+            extension::{Extension, MailBodyParameter, MailParameter},
+        };
+        let mut parameters = Vec::new();
+        let non_ascii_address = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii_address {
+            if !self
+                .connection
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
+                return Err(SmtpError::client(
+                    Stage::MailFrom,
+                    Severity::Permanent,
+                    "an address is not ASCII and the server does not support SMTPUTF8",
+                ));
+            }
+            parameters.push(MailParameter::SmtpUtfEight);
+        }
+        if !bytes.is_ascii()
+            && self
+                .connection
+                .server_info()
+                .supports_feature(Extension::EightBitMime)
+        {
+            parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let result = async {
+            self.command(Stage::MailFrom, Mail::new(envelope.from().cloned(), parameters))
+                .await?;
+            for recipient in envelope.to() {
+                self.command(Stage::RcptTo, Rcpt::new(recipient.clone(), vec![]))
+                    .await?;
+            }
+            self.command(Stage::Data, Data).await?;
+            let timeout = self.command_timeout;
+            limit(Stage::Data, timeout, self.connection.message(bytes)).await
+        }
+        .await;
+        if let Err(error) = &result {
+            if error.severity != Severity::Connection && !self.connection.has_broken() {
+                let _ = self
+                    .command(Stage::Rset, lettre::transport::smtp::commands::Rset)
+                    .await;
+            }
+        }
+        result
+    }
+
+    /// Ends the session politely.
+    pub async fn quit(mut self) -> Result<Response, SmtpError> {
+        let timeout = self.command_timeout;
+        limit(Stage::Quit, timeout, self.connection.quit()).await
+    }
+
+    /// Closes the connection without waiting for anything.
+    pub async fn abort(&mut self) {
+        let _ = tokio::time::timeout(self.command_timeout, self.connection.abort()).await;
+    }
+
+    /// Whether the connection can carry another command.
+    pub fn is_usable(&self) -> bool {
+        !self.connection.has_broken()
+    }
+}

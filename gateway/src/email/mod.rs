@@ -1,0 +1,14 @@
+//! E-mail: what is queued ([`message`]), how a connection is opened ([`connect`]),
+//! the engine that enforces the two limits ([`engine`]) with one connection's batch
+//! ([`batch`]), and the admin's connection check ([`check`]).
+//!
+//! The engine uses lettre's async SMTP connection directly, not its pool: lettre's
+//! pool caps idle connections, not open ones, and reuses a connection without limit,
+//! while the contract (section 2) caps both the connections open at once and the
+//! e-mails each connection carries.
+
+pub mod batch;
+pub mod check;
+pub mod connect;
+pub mod engine;
+pub mod message;
