@@ -40,6 +40,9 @@ enum Command {
         #[command(subcommand)]
         command: ModulesCommand,
     },
+    /// Check the SMTP connection: connect, TLS, AUTH, MAIL FROM email.default_from,
+    /// RCPT TO email.check_address, RSET, QUIT; nothing is sent.
+    CheckSmtp,
     /// Print the settings in force (secrets redacted) and where each came from.
     Config {
         /// Print JSON instead of a table.
@@ -86,6 +89,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(crate::server::serve(file, loaded))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckSmtp => {
+            logging::init(&loaded.settings.log, log_format);
+            let email = &loaded.settings.email;
+            let target = crate::email::connect::SmtpTarget::new(email)?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let report = runtime.block_on(crate::email::check::check(email, &target));
+            println!("SMTP connection check of {}", report.server);
+            for step in &report.steps {
+                let mark = if step.ok { "ok  " } else { "FAIL" };
+                println!(
+                    "  {mark} {:<10} {}",
+                    format!("{:?}", step.step).to_lowercase(),
+                    step.reply
+                );
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Config { json } => {
             let shown = loaded.describe();

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod body;
+mod email;
 mod messages;
 pub mod problem;
 mod sms;
@@ -28,6 +29,10 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/sms", post(sms::post_sms))
+        .route("/v1/email", post(email::post_email))
+        .route("/v1/mailings", post(email::post_mailing))
+        .route("/v1/mailings/{id}", get(email::get_mailing))
+        .route("/v1/admin/email/check", post(email::email_check))
         .route("/v1/messages/{id}", get(messages::get_message))
         .route("/v1/admin/sms/test", post(admin::sms_test))
         .route("/v1/admin/settings", get(admin::settings))

@@ -1,0 +1,236 @@
+//! E-mail endpoints: `POST /v1/email`, `POST /v1/mailings`, `GET /v1/mailings/{id}`,
+//! and the admin's *Check SMTP connection*.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+use super::{authorize, body::read_json, idempotency_key, problem::Problem};
+use crate::{
+    app::App,
+    email::{
+        check,
+        message::{check_header_text, parse_mailbox, EmailPayload, MailingRecipient, MailingShared},
+    },
+    settings::{Role, Settings},
+    store::{Channel, NewMailing, NewMessage},
+};
+
+/// Recipients (to, cc and bcc together) one e-mail may have; a mailing has no limit
+/// but its body size.
+const MAX_RECIPIENTS: usize = 100;
+
+/// `to` may be one address or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailRequest {
+    to: OneOrMany,
+    #[serde(default)]
+    cc: Vec<String>,
+    #[serde(default)]
+    bcc: Vec<String>,
+    #[serde(default)]
+    from: Option<String>,
+    subject: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    html: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailingRequest {
+    #[serde(default)]
+    from: Option<String>,
+    subject: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    html: Option<String>,
+    recipients: Vec<String>,
+}
+
+/// Parses each address of `field`, naming `field[i]` when one is wrong.
+fn addresses(field: &str, list: Vec<String>) -> Result<Vec<String>, Problem> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, address)| {
+            parse_mailbox(&address)
+                .map(|mailbox| mailbox.to_string())
+                .map_err(|reason| Problem::invalid(format!("{field}[{i}]"), reason))
+        })
+        .collect()
+}
+
+/// The sender: the request's, else `email.default_from`.
+fn sender(from: Option<String>, settings: &Settings) -> Result<String, Problem> {
+    let from = from
+        .or_else(|| settings.email.default_from.clone())
+        .ok_or_else(|| {
+            Problem::invalid(
+                "from",
+                "is not given, and the gateway has no default (email.default_from)",
+            )
+        })?;
+    parse_mailbox(&from)
+        .map(|mailbox| mailbox.to_string())
+        .map_err(|reason| Problem::invalid("from", reason))
+}
+
+/// Subject and bodies: no line breaks in the subject, at least one body.
+fn content(subject: &str, text: &Option<String>, html: &Option<String>) -> Result<(), Problem> {
+    check_header_text(subject).map_err(|reason| Problem::invalid("subject", reason))?;
+    if text.is_none() && html.is_none() {
+        return Err(Problem::invalid("text", "give text, html, or both"));
+    }
+    Ok(())
+}
+
+pub(super) async fn post_email(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = authorize(&app, &headers, Role::Send)?;
+    let live = app.live();
+    let request: EmailRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
+    let to = addresses("to", request.to.into_vec())?;
+    if to.is_empty() {
+        return Err(Problem::invalid("to", "needs at least one address"));
+    }
+    let cc = addresses("cc", request.cc)?;
+    let bcc = addresses("bcc", request.bcc)?;
+    if to.len() + cc.len() + bcc.len() > MAX_RECIPIENTS {
+        return Err(Problem::invalid(
+            "to",
+            format!(
+                "to, cc and bcc together may hold {MAX_RECIPIENTS} addresses; use POST /v1/mailings for more"
+            ),
+        ));
+    }
+    content(&request.subject, &request.text, &request.html)?;
+    let payload = EmailPayload {
+        from: sender(request.from, &live.settings)?,
+        to,
+        cc,
+        bcc,
+        subject: request.subject,
+        text: request.text,
+        html: request.html,
+    };
+    let key = idempotency_key(&app, &headers, caller)?;
+    let message = NewMessage {
+        channel: Channel::Email,
+        payload: serde_json::to_value(&payload).expect("an e-mail payload serialises"),
+        mailing_id: None,
+    };
+    let enqueued = app.store.enqueue(message, key).await.map_err(|error| {
+        tracing::error!(%error, "cannot store an e-mail");
+        Problem::unavailable("the e-mail could not be stored; nothing was accepted, try again")
+    })?;
+    if enqueued.created {
+        tracing::debug!(message_id = %enqueued.id, "e-mail queued");
+        app.email_queued.notify_one();
+    }
+    Ok(accepted(&enqueued.id, "messages"))
+}
+
+pub(super) async fn post_mailing(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = authorize(&app, &headers, Role::Send)?;
+    let live = app.live();
+    let request: MailingRequest =
+        read_json(&headers, body, live.settings.server.max_mailing_body_bytes).await?;
+    content(&request.subject, &request.text, &request.html)?;
+    let from = sender(request.from, &live.settings)?;
+    if request.recipients.is_empty() {
+        return Err(Problem::invalid("recipients", "needs at least one address"));
+    }
+    let recipients = addresses("recipients", request.recipients)?;
+    let shared = MailingShared {
+        from,
+        subject: request.subject,
+        text: request.text,
+        html: request.html,
+    };
+    let mailing = NewMailing {
+        shared: serde_json::to_value(&shared).expect("a mailing serialises"),
+        recipients: recipients
+            .into_iter()
+            .map(|to| serde_json::to_value(MailingRecipient { to }).expect("a recipient serialises"))
+            .collect(),
+    };
+    let key = idempotency_key(&app, &headers, caller)?;
+    let enqueued = app.store.create_mailing(mailing, key).await.map_err(|error| {
+        tracing::error!(%error, "cannot store a mailing");
+        Problem::unavailable("the mailing could not be stored; nothing was accepted, try again")
+    })?;
+    if enqueued.created {
+        tracing::info!(mailing_id = %enqueued.id, "mailing queued");
+        app.email_queued.notify_one();
+    }
+    Ok(accepted(&enqueued.id, "mailings"))
+}
+
+fn accepted(id: &str, collection: &str) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/{collection}/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+pub(super) async fn get_mailing(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Problem> {
+    authorize(&app, &headers, Role::Send)?;
+    let counts = app.store.mailing_counts(&id).await.map_err(|error| {
+        tracing::error!(%error, "cannot read a mailing");
+        Problem::unavailable("the store cannot be read now; try again")
+    })?;
+    let counts = counts.ok_or_else(|| Problem::not_found(format!("no mailing has the id `{id}`")))?;
+    let mut body = serde_json::to_value(counts).expect("counts serialise");
+    body["id"] = serde_json::Value::String(id);
+    Ok(Json(body))
+}
+
+/// `POST /v1/admin/email/check`: the admin's *Check SMTP connection*.
+pub(super) async fn email_check(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<check::Report>, Problem> {
+    authorize(&app, &headers, Role::Admin)?;
+    let live = app.live();
+    let report = check::check(&live.settings.email, &live.smtp).await;
+    tracing::info!(ok = report.ok, failed_step = ?report.failed_step, server = %report.server, "SMTP connection check");
+    Ok(Json(report))
+}
