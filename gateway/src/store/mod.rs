@@ -131,6 +131,65 @@ pub trait Store: Send + Sync + 'static {
 
     /// How the messages of a mailing stand, if the mailing exists.
     async fn mailing_counts(&self, id: &str) -> Result<Option<MailingCounts>, StoreError>;
+
+    /// Stores an inbound SMS. The same `(module, provider_id)` again (a provider
+    /// repeating its callback) returns the first one's id with `created: false`.
+    async fn store_inbound(&self, inbound: NewInbound) -> Result<Enqueued, StoreError>;
+
+    /// Inbound SMS, newest first: at most `limit`, older than the one with id `before`.
+    async fn list_inbound(
+        &self,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<Vec<InboundRecord>, StoreError>;
+
+    /// Leases up to `limit` inbound SMS due for forwarding to their webhook.
+    async fn lease_forwards(
+        &self,
+        limit: usize,
+        lease_for: Duration,
+    ) -> Result<Vec<InboundRecord>, StoreError>;
+
+    /// Records that an inbound SMS reached its webhook.
+    async fn forward_done(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Records a failed forward; it is due again at `due_at`. Forwards are never given
+    /// up: an inbound SMS is never lost because a webhook was down.
+    async fn forward_retry(&self, id: &str, due_at: SystemTime, error: &str) -> Result<(), StoreError>;
+}
+
+/// An inbound SMS to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInbound {
+    /// The module that parsed it.
+    pub module: String,
+    /// E.164 when it could be normalised.
+    pub sender: String,
+    pub recipient: String,
+    pub text: String,
+    pub provider_id: String,
+    /// The webhook to forward it to, if one is configured.
+    pub forward_url: Option<String>,
+}
+
+/// An inbound SMS as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InboundRecord {
+    pub id: String,
+    pub module: String,
+    pub sender: String,
+    pub recipient: String,
+    pub text: String,
+    pub provider_id: String,
+    #[serde(skip)]
+    pub received_at: SystemTime,
+    /// `none`, `pending`, `forwarded` or `failed`.
+    pub forward_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_url: Option<String>,
+    pub forward_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_error: Option<String>,
 }
 
 /// Which kind of delivery worker a message is for.

@@ -1,4 +1,5 @@
--- The queue's schema, version 1 (kept in PRAGMA user_version).
+-- The queue's schema, version 2 (kept in PRAGMA user_version). Every statement is
+-- idempotent, so a file of an older version is brought up to date by running it again.
 --
 -- Written in the SQL that SQLite and PostgreSQL share, so a PostgreSQL store can start from
 -- it: text ids (UUIDv7), times as unix milliseconds (INTEGER here, BIGINT there), and
@@ -60,3 +61,30 @@ CREATE INDEX IF NOT EXISTS messages_provider_id
 -- Counts per mailing and status, read from the index alone.
 CREATE INDEX IF NOT EXISTS messages_mailing_status
     ON messages (mailing_id, status) WHERE mailing_id IS NOT NULL;
+
+-- Version 2: inbound SMS, as the module parsed them from a provider's callback, and
+-- their forwarding to sms.inbound_webhook.
+CREATE TABLE IF NOT EXISTS inbound (
+    id             TEXT NOT NULL PRIMARY KEY,
+    module         TEXT NOT NULL,
+    -- E.164 when the number could be normalised, else as the provider sent it.
+    sender         TEXT NOT NULL,
+    recipient      TEXT NOT NULL,
+    text           TEXT NOT NULL,
+    provider_id    TEXT NOT NULL,
+    received_at    INTEGER NOT NULL,
+    -- 'none' (no webhook when it arrived), 'pending', 'forwarded' or 'failed'.
+    forward_status TEXT NOT NULL CHECK (forward_status IN ('none', 'pending', 'forwarded', 'failed')),
+    forward_url    TEXT,
+    forward_due_at INTEGER,
+    forward_attempts INTEGER NOT NULL DEFAULT 0,
+    forward_error  TEXT,
+    -- A forwarder holds a pending row until then.
+    forward_lease_until INTEGER
+);
+
+CREATE INDEX IF NOT EXISTS inbound_forward_due
+    ON inbound (forward_due_at) WHERE forward_status = 'pending';
+
+-- A provider that repeats a callback must not create a second inbound SMS.
+CREATE UNIQUE INDEX IF NOT EXISTS inbound_provider_id ON inbound (module, provider_id);

@@ -28,12 +28,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Channel, DeliveryStatus, Enqueued, Leased, MailingCounts, MessageRecord, NewMailing, NewMessage,
-    QueueDepth, Status, Store, StoreError,
+    Channel, DeliveryStatus, Enqueued, InboundRecord, Leased, MailingCounts, MessageRecord, NewInbound,
+    NewMailing, NewMessage, QueueDepth, Status, Store, StoreError,
 };
 
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,6 +124,17 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// Hands `write(conn, now_millis)` to the writer, to run in the next batch's
+    /// transaction, and waits until it is committed.
+    async fn write_job<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write(|reply| Request::Job(Box::new(FnJob { write, reply })))
+            .await
+    }
+
     /// Runs `query` on a read connection, on a blocking thread.
     async fn read<T, F>(&self, operation: &'static str, query: F) -> Result<T, StoreError>
     where
@@ -142,6 +153,72 @@ impl SqliteStore {
             operation,
             cause: format!("the reading task failed: {e}"),
         })?
+    }
+}
+
+/// The columns of an inbound row, in the order [`inbound_record`] reads them.
+const INBOUND_COLUMNS: &str =
+    "id, module, sender, recipient, text, provider_id, received_at, forward_status, \
+                               forward_url, forward_attempts, forward_error";
+
+fn inbound_record(row: &Row<'_>) -> rusqlite::Result<InboundRecord> {
+    Ok(InboundRecord {
+        id: row.get(0)?,
+        module: row.get(1)?,
+        sender: row.get(2)?,
+        recipient: row.get(3)?,
+        text: row.get(4)?,
+        provider_id: row.get(5)?,
+        received_at: system_time(row.get(6)?),
+        forward_status: row.get(7)?,
+        forward_url: row.get(8)?,
+        forward_attempts: row.get(9)?,
+        forward_error: row.get(10)?,
+    })
+}
+
+impl SqliteStore {
+    async fn store_inbound_row(&self, inbound: NewInbound) -> Result<Enqueued, StoreError> {
+        self.write_job(move |conn, now| {
+            let existing: Option<String> = conn
+                .prepare_cached("SELECT id FROM inbound WHERE module = ?1 AND provider_id = ?2")
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![inbound.module, inbound.provider_id], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(database("find an inbound SMS"))?;
+            if let Some(id) = existing {
+                return Ok(Enqueued { id, created: false });
+            }
+            let id = new_id();
+            let status = if inbound.forward_url.is_some() {
+                "pending"
+            } else {
+                "none"
+            };
+            conn.prepare_cached(
+                "INSERT INTO inbound (id, module, sender, recipient, text, provider_id, received_at,
+                                      forward_status, forward_url, forward_due_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    id,
+                    inbound.module,
+                    inbound.sender,
+                    inbound.recipient,
+                    inbound.text,
+                    inbound.provider_id,
+                    now,
+                    status,
+                    inbound.forward_url
+                ])
+            })
+            .map_err(database("store an inbound SMS"))?;
+            Ok(Enqueued { id, created: true })
+        })
+        .await
     }
 }
 
@@ -332,6 +409,87 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn store_inbound(&self, inbound: NewInbound) -> Result<Enqueued, StoreError> {
+        self.store_inbound_row(inbound).await
+    }
+
+    async fn list_inbound(
+        &self,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<Vec<InboundRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("list inbound SMS", move |conn| {
+            // Ids are UUIDv7: their order is the order of arrival.
+            let sql = format!(
+                "SELECT {INBOUND_COLUMNS} FROM inbound WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2"
+            );
+            conn.prepare_cached(&sql)
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![before, limit], inbound_record)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(database("list inbound SMS"))
+        })
+        .await
+    }
+
+    async fn lease_forwards(
+        &self,
+        limit: usize,
+        lease_for: Duration,
+    ) -> Result<Vec<InboundRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease_for = millis(lease_for);
+        self.write_job(move |conn, now| {
+            let sql = format!(
+                "UPDATE inbound SET forward_lease_until = ?2 + ?3, forward_attempts = forward_attempts + 1
+                 WHERE id IN (SELECT id FROM inbound
+                              WHERE forward_status = 'pending' AND forward_due_at <= ?2
+                                AND (forward_lease_until IS NULL OR forward_lease_until <= ?2)
+                              ORDER BY forward_due_at LIMIT ?1)
+                 RETURNING {INBOUND_COLUMNS}"
+            );
+            conn.prepare_cached(&sql)
+                .and_then(|mut update| {
+                    update
+                        .query_map(params![limit, now, lease_for], inbound_record)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(database("lease inbound forwards"))
+        })
+        .await
+    }
+
+    async fn forward_done(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write_job(move |conn, _now| {
+            conn.prepare_cached(
+                "UPDATE inbound SET forward_status = 'forwarded', forward_error = NULL, forward_lease_until = NULL
+                 WHERE id = ?1",
+            )
+            .and_then(|mut update| update.execute([&id]))
+            .map(drop)
+            .map_err(database("record a forward"))
+        })
+        .await
+    }
+
+    async fn forward_retry(&self, id: &str, due_at: SystemTime, error: &str) -> Result<(), StoreError> {
+        let (id, error, due_at) = (id.to_owned(), error.to_owned(), unix_millis(due_at));
+        self.write_job(move |conn, _now| {
+            conn.prepare_cached(
+                "UPDATE inbound SET forward_due_at = ?2, forward_error = ?3, forward_lease_until = NULL
+                 WHERE id = ?1 AND forward_status = 'pending'",
+            )
+            .and_then(|mut update| update.execute(params![id, due_at, error]))
+            .map(drop)
+            .map_err(database("record a failed forward"))
+        })
+        .await
+    }
 }
 
 impl SqliteStore {
@@ -482,6 +640,8 @@ enum Request {
     ExpireAllLeases {
         reply: Reply<u64>,
     },
+    /// Any other write, as a closure (see [`SqliteStore::write_job`]).
+    Job(Box<dyn Job>),
     Report {
         provider_id: String,
         status: DeliveryStatus,
@@ -603,6 +763,7 @@ fn apply(conn: &Connection, request: Request) -> Box<dyn Answer> {
             let result = savepoint(conn, |conn| expire_all_leases(conn, now));
             pending(reply, result)
         }
+        Request::Job(job) => job.apply(conn, now),
         Request::Report {
             provider_id,
             status,
@@ -630,7 +791,35 @@ impl Request {
                 drop(reply.send(Err(error)))
             }
             Request::Report { reply, .. } => drop(reply.send(Err(error))),
+            Request::Job(job) => job.refuse(error),
         }
+    }
+}
+
+/// A write given as a closure: applied in its own savepoint like every request.
+trait Job: Send {
+    fn apply(self: Box<Self>, conn: &Connection, now: i64) -> Box<dyn Answer>;
+    fn refuse(self: Box<Self>, error: StoreError);
+}
+
+struct FnJob<T, F> {
+    write: F,
+    reply: Reply<T>,
+}
+
+impl<T, F> Job for FnJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, i64) -> Result<T, StoreError> + Send + 'static,
+{
+    fn apply(self: Box<Self>, conn: &Connection, now: i64) -> Box<dyn Answer> {
+        let FnJob { write, reply } = *self;
+        let result = savepoint(conn, |conn| write(conn, now));
+        pending(reply, result)
+    }
+
+    fn refuse(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
     }
 }
 
@@ -1457,6 +1646,61 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn inbound_sms_are_kept_once_listed_newest_first_and_forwarded_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let inbound = |n: u32, url: Option<&str>| NewInbound {
+            module: "file".into(),
+            sender: "+447911123456".into(),
+            recipient: "+447700900000".into(),
+            text: format!("reply {n}"),
+            provider_id: format!("p{n}"),
+            forward_url: url.map(str::to_string),
+        };
+        let first = store.store_inbound(inbound(1, None)).await.unwrap();
+        let again = store.store_inbound(inbound(1, None)).await.unwrap();
+        assert_eq!((again.id.as_str(), again.created), (first.id.as_str(), false));
+        let second = store
+            .store_inbound(inbound(2, Some("http://127.0.0.1:9/hook")))
+            .await
+            .unwrap();
+
+        let page = store.list_inbound(10, None).await.unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            ["reply 2", "reply 1"]
+        );
+        let older = store.list_inbound(10, Some(second.id.clone())).await.unwrap();
+        assert_eq!(older.len(), 1);
+        assert_eq!(older[0].id, first.id);
+
+        let due = store.lease_forwards(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(due.len(), 1, "only the one with a webhook is forwarded");
+        assert!(
+            store
+                .lease_forwards(10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
+        store
+            .forward_retry(&second.id, SystemTime::now(), "connection refused")
+            .await
+            .unwrap();
+        let due = store.lease_forwards(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!((due.len(), due[0].forward_attempts), (1, 2));
+        store.forward_done(&second.id).await.unwrap();
+        assert!(store
+            .lease_forwards(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty());
+        let record = &store.list_inbound(1, None).await.unwrap()[0];
+        assert_eq!(record.forward_status, "forwarded");
     }
 
     #[tokio::test]
