@@ -1,28 +1,71 @@
-//! The running gateway's shared state: what the HTTP API and the delivery workers
-//! hold.
+//! The running gateway's shared state: what the HTTP API and the workers hold, and
+//! how a reload replaces it.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::{
-    email::connect::SmtpTarget,
-    modules::Module,
-    settings::{Settings, Shown},
+    email::connect::{SmtpTarget, TargetError},
+    modules::{LoadError, Module, ModuleInfo},
+    settings::{self, Loaded, Settings, SettingsError, Shown},
     sms::http::HttpClient,
     store::Store,
 };
 
-/// What a reload replaces as one: the settings and the SMS module started from them.
+/// What a reload replaces as one: the settings and what is built from them.
 #[derive(Debug)]
 pub struct Live {
     pub settings: Settings,
     /// The settings as shown to admins (secrets redacted, with sources).
-    pub shown: BTreeMap<String, Shown>,
+    pub shown: std::collections::BTreeMap<String, Shown>,
+    /// The SMS module started from `settings.sms`.
     pub module: Module,
     /// The SMTP server of `settings.email`, prepared (CA file read) once.
     pub smtp: SmtpTarget,
+    /// Performs SMS modules' HTTP requests, with `sms.http_timeout_ms`.
+    pub http: HttpClient,
+}
+
+impl Live {
+    /// Builds everything the settings describe, starting `module` if given, else the
+    /// module the settings name.
+    pub async fn build(loaded: &Loaded, module: Option<Module>) -> Result<Live, ReloadError> {
+        let settings = loaded.settings.clone();
+        let module = match module {
+            Some(module) => module,
+            None => start_module(&settings).await?,
+        };
+        let smtp = SmtpTarget::new(&settings.email)?;
+        let http = HttpClient::new(settings.sms.http_timeout);
+        Ok(Live {
+            shown: loaded.describe(),
+            settings,
+            module,
+            smtp,
+            http,
+        })
+    }
+}
+
+/// Starts the SMS module the settings name (blocking work, done off the runtime).
+pub async fn start_module(settings: &Settings) -> Result<Module, LoadError> {
+    let sms = settings.sms.clone();
+    let module = tokio::task::spawn_blocking(move || {
+        let library = crate::modules::load(&sms.modules_dir, &sms.module)?;
+        Module::start(&library, sms.plugin_config.expose(), sms.call_timeout)
+    })
+    .await
+    .expect("the module loading thread does not panic")?;
+    tracing::info!(
+        module = module.name(),
+        version = %module.info().version,
+        plugin_api = %module.info().plugin_api,
+        file = %module.info().path.display(),
+        "SMS module loaded"
+    );
+    Ok(module)
 }
 
 /// Shared by every request and worker.
@@ -31,31 +74,114 @@ pub struct App {
     /// so an SMS handed to a module finishes with that module.
     pub live: ArcSwap<Live>,
     pub store: Arc<dyn Store>,
-    /// Performs the HTTP requests of SMS modules.
-    pub http: HttpClient,
     /// Woken when an SMS is queued, so the worker does not wait for its next poll.
     pub sms_queued: Notify,
     /// Woken when e-mails are queued.
     pub email_queued: Notify,
+    /// Woken when an inbound SMS waits to be forwarded.
+    pub inbound_received: Notify,
     /// This process's lease owner name: unique per process.
     pub lease_owner: String,
+    /// The settings in force, as loaded: what a reload compares against. Also held
+    /// while a reload runs, so that reloads happen one at a time.
+    loaded: tokio::sync::Mutex<Loaded>,
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// The keys whose values changed (secrets are named, never shown).
+    pub changed: Vec<String>,
+    /// Whether a new SMS module took over.
+    pub module_switched: bool,
+    /// The SMS module in force after the reload.
+    pub module: ModuleInfo,
+    /// Changed keys that take effect only at the next start.
+    pub needs_restart: Vec<String>,
+}
+
+/// Why a reload was refused; the settings and module in force stay as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("these settings were not read from a file, so there is nothing to read again")]
+    NoFile,
+    #[error("settings refused: {0}")]
+    Settings(#[from] SettingsError),
+    #[error("the new SMS module was refused: {0}")]
+    Module(#[from] LoadError),
+    #[error("{0}")]
+    Smtp(#[from] TargetError),
+}
+
+/// Keys read only at start.
+const RESTART_KEYS: &[&str] = &["server.listen", "storage.url"];
+/// Keys that need the SMS module restarted.
+const MODULE_KEYS: &[&str] = &[
+    "sms.module",
+    "sms.modules_dir",
+    "sms.plugin_config",
+    "sms.call_timeout_ms",
+];
+
 impl App {
-    pub fn new(live: Live, store: Arc<dyn Store>) -> Arc<App> {
-        let http = HttpClient::new(live.settings.sms.http_timeout);
+    pub fn new(loaded: Loaded, live: Live, store: Arc<dyn Store>) -> Arc<App> {
         Arc::new(App {
             live: ArcSwap::from_pointee(live),
             store,
-            http,
             sms_queued: Notify::new(),
             email_queued: Notify::new(),
+            inbound_received: Notify::new(),
             lease_owner: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+            loaded: tokio::sync::Mutex::new(loaded),
         })
     }
 
     /// The settings and module in force now.
     pub fn live(&self) -> Arc<Live> {
         self.live.load_full()
+    }
+
+    /// Reads the settings file again (SIGHUP, `POST /v1/admin/reload`). A changed SMS
+    /// module or blob is loaded and checked first, and takes over only if it is good;
+    /// SMS already handed to the old module finish there. Anything wrong leaves the
+    /// gateway exactly as it was.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let mut current = self.loaded.lock().await;
+        let file = current.source.clone().ok_or(ReloadError::NoFile)?;
+        let loaded = tokio::task::spawn_blocking(move || settings::load(&file))
+            .await
+            .expect("the settings reading thread does not panic")?;
+        let changed = loaded.changed_since(&current);
+        let module_switched = changed.iter().any(|key| MODULE_KEYS.contains(&key.as_str()));
+        let old = self.live();
+        let module = if module_switched {
+            None
+        } else {
+            Some(old.module.clone())
+        };
+        let live = Live::build(&loaded, module).await?;
+        let report = ReloadReport {
+            needs_restart: changed
+                .iter()
+                .filter(|key| RESTART_KEYS.contains(&key.as_str()))
+                .cloned()
+                .collect(),
+            changed,
+            module_switched,
+            module: live.module.info().clone(),
+        };
+        self.live.store(Arc::new(live));
+        *current = loaded;
+        tracing::info!(
+            changed = ?report.changed,
+            module = %report.module.name,
+            module_switched = report.module_switched,
+            needs_restart = ?report.needs_restart,
+            "settings reloaded"
+        );
+        // Work waiting for the old settings may be due under the new ones.
+        self.sms_queued.notify_one();
+        self.email_queued.notify_one();
+        Ok(report)
     }
 }

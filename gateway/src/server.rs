@@ -14,9 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     app::{App, Live},
-    email::{self, connect::SmtpTarget},
-    modules::{self, Module},
-    settings::{ConfigFile, Loaded, Settings, StorageUrl},
+    email,
+    settings::{ConfigFile, Loaded, StorageUrl},
     sms,
     store::{SqliteStore, Store},
 };
@@ -33,29 +32,6 @@ pub async fn serve(config: ConfigFile, loaded: Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {address} (server.listen)"))?;
     run(listener, loaded, shutdown_signal()).await
-}
-
-/// Starts the SMS module named by the settings. Blocking work, done off the runtime.
-pub async fn start_module(settings: &Settings) -> anyhow::Result<Module> {
-    let sms = settings.sms.clone();
-    let module = tokio::task::spawn_blocking(move || -> anyhow::Result<Module> {
-        let library = modules::load(&sms.modules_dir, &sms.module)?;
-        Ok(Module::start(
-            &library,
-            sms.plugin_config.expose(),
-            sms.call_timeout,
-        )?)
-    })
-    .await
-    .context("the module loading thread failed")??;
-    tracing::info!(
-        module = module.name(),
-        version = %module.info().version,
-        plugin_api = %module.info().plugin_api,
-        file = %module.info().path.display(),
-        "SMS module loaded"
-    );
-    Ok(module)
 }
 
 /// Opens the store named by `storage.url`.
@@ -88,22 +64,19 @@ pub async fn run(
     loaded: Loaded,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let settings = loaded.settings.clone();
-    let store = open_store(&settings.storage).await?;
-    let module = start_module(&settings).await?;
-    let smtp = SmtpTarget::new(&settings.email)?;
-    let live = Live {
-        shown: loaded.describe(),
-        settings,
-        module,
-        smtp,
-    };
+    let store = open_store(&loaded.settings.storage).await?;
+    let live = Live::build(&loaded, None).await?;
     let grace = live.settings.server.shutdown_grace;
-    let app = App::new(live, store);
+    let reload_on_hangup = loaded.source.is_some();
+    let app = App::new(loaded, live, store);
+    if reload_on_hangup {
+        tokio::spawn(reload_on_sighup(app.clone()));
+    }
 
     let stop = CancellationToken::new();
     let sms_worker = tokio::spawn(sms::delivery::run(app.clone(), stop.child_token()));
     let smtp_engine = tokio::spawn(email::engine::run(app.clone(), stop.child_token()));
+    let forwarder = tokio::spawn(sms::inbound::forward(app.clone(), stop.child_token()));
 
     let address = listener.local_addr().context("the listener has no address")?;
     tracing::info!(%address, "HTTP API listening");
@@ -119,6 +92,7 @@ pub async fn run(
         let _ = server.await;
         let _ = sms_worker.await;
         let _ = smtp_engine.await;
+        let _ = forwarder.await;
     })
     .await;
     if finished.is_err() {
@@ -131,6 +105,25 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the settings on every SIGHUP, as `POST /v1/admin/reload` does.
+async fn reload_on_sighup(app: Arc<App>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP; reload with POST /v1/admin/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the settings");
+            if let Err(error) = app.reload().await {
+                tracing::error!(%error, "reload refused; the settings in force stay as they were");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = app;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -521,6 +521,9 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub settings: Settings,
+    /// The file the settings were read from, so that a reload reads it again; `None`
+    /// for settings built in memory.
+    pub source: Option<ConfigFile>,
     figment: Figment,
 }
 
@@ -570,7 +573,9 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, SettingsError> {
     if let Ok(blob) = std::env::var(PLUGIN_CONFIG_ENV) {
         figment = figment.merge(Serialized::default("sms.plugin_config", blob));
     }
-    Settings::from_figment(figment)
+    let mut loaded = Settings::from_figment(figment)?;
+    loaded.source = Some(file.clone());
+    Ok(loaded)
 }
 
 impl Settings {
@@ -580,7 +585,11 @@ impl Settings {
             .extract()
             .map_err(|e| SettingsError::Read(read_error(e)))?;
         let settings = Settings::check(raw)?;
-        Ok(Loaded { settings, figment })
+        Ok(Loaded {
+            settings,
+            source: None,
+            figment,
+        })
     }
 
     /// The settings from a TOML text alone (defaults beneath, no environment).
@@ -851,6 +860,39 @@ impl Loaded {
     pub fn from_toml(text: &str) -> Result<Loaded, SettingsError> {
         let figment = Figment::from(Serialized::defaults(RawSettings::default())).merge(Toml::string(text));
         Settings::from_figment(figment)
+    }
+
+    /// The keys whose values differ from `earlier`'s, secrets included: a secret is
+    /// compared, never shown.
+    pub fn changed_since(&self, earlier: &Loaded) -> Vec<String> {
+        let (now, before) = (self.describe(), earlier.describe());
+        let mut keys: Vec<String> = now
+            .keys()
+            .chain(before.keys())
+            .filter(|key| !SECRET_KEYS.contains(&key.as_str()))
+            .filter(|key| now.get(*key).map(|s| &s.value) != before.get(*key).map(|s| &s.value))
+            .cloned()
+            .collect();
+        let (a, b) = (&self.settings, &earlier.settings);
+        let tokens = |s: &Settings| -> Vec<(String, Role)> {
+            s.auth
+                .iter()
+                .map(|t| (t.token.expose().to_string(), t.role))
+                .collect()
+        };
+        for (key, differs) in [
+            ("email.password", a.email.password != b.email.password),
+            ("sms.plugin_config", a.sms.plugin_config != b.sms.plugin_config),
+            ("auth.tokens", tokens(a) != tokens(b)),
+            ("storage.url", a.storage != b.storage),
+        ] {
+            if differs {
+                keys.push(key.to_string());
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// Every setting with a value, secrets redacted, with where each came from.

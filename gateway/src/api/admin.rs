@@ -33,7 +33,7 @@ pub(super) async fn sms_test(
         attempt: 1,
     };
     let module = &live.module;
-    match send::send(module, &app.http, sms).await {
+    match send::send(module, &live.http, sms).await {
         Ok(provider_id) => {
             tracing::info!(message_id = %id, module = module.name(), %provider_id, "test SMS sent");
             Ok(Json(serde_json::json!({
@@ -64,4 +64,22 @@ pub(super) async fn settings(
         "settings": live.shown,
         "sms_module": live.module.info(),
     })))
+}
+
+/// `POST /v1/admin/reload`: reads the settings file again, as SIGHUP does.
+pub(super) async fn reload(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Problem> {
+    authorize(&app, &headers, Role::Admin)?;
+    match app.reload().await {
+        Ok(report) => Ok(Json(serde_json::to_value(report).expect("a report serialises"))),
+        Err(error) => {
+            tracing::warn!(%error, "reload refused; the settings in force stay as they were");
+            Err(Problem::invalid(
+                "settings",
+                format!("{error}; the settings in force stay as they were"),
+            ))
+        }
+    }
 }

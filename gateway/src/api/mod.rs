@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod body;
+mod callbacks;
 mod email;
 mod messages;
 pub mod problem;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use axum::{
     http::HeaderMap,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
     Json, Router,
 };
 use sha2::{Digest, Sha256};
@@ -23,6 +24,8 @@ use sha2::{Digest, Sha256};
 use crate::{app::App, settings::Role};
 use auth::Caller;
 use problem::Problem;
+
+pub use messages::rfc3339;
 
 /// The API's routes over the shared state.
 pub fn router(app: Arc<App>) -> Router {
@@ -36,6 +39,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/messages/{id}", get(messages::get_message))
         .route("/v1/admin/sms/test", post(admin::sms_test))
         .route("/v1/admin/settings", get(admin::settings))
+        .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/providers/{module}/callback", any(callbacks::callback))
+        .route("/v1/inbound", get(callbacks::list_inbound))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)

@@ -104,7 +104,7 @@ async fn deliver(app: &App, message: Leased) {
         attempt: message.attempts,
     };
     let module = &live.module;
-    match send::send(module, &app.http, sms).await {
+    match send::send(module, &live.http, sms).await {
         Ok(provider_id) => {
             tracing::debug!(message_id = %id, module = module.name(), %provider_id, "SMS sent");
             record(

@@ -107,3 +107,25 @@ fn describe(error: &reqwest::Error) -> String {
         None => kind.to_string(),
     }
 }
+
+impl HttpClient {
+    /// POSTs `body` as JSON to `url`; the answer's status, or why there was none.
+    pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<u16, HttpError> {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| HttpError::NoAnswer {
+                host,
+                reason: describe(&e),
+            })?;
+        Ok(response.status().as_u16())
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod http;
+pub mod inbound;
 pub mod number;
 pub mod send;
 
