@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::{
     email::connect::{SmtpTarget, TargetError},
+    metrics::Metrics,
     modules::{LoadError, Module, ModuleInfo},
     settings::{self, Loaded, Settings, SettingsError, Shown},
     sms::http::HttpClient,
@@ -31,11 +32,15 @@ pub struct Live {
 impl Live {
     /// Builds everything the settings describe, starting `module` if given, else the
     /// module the settings name.
-    pub async fn build(loaded: &Loaded, module: Option<Module>) -> Result<Live, ReloadError> {
+    pub async fn build(
+        loaded: &Loaded,
+        module: Option<Module>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Live, ReloadError> {
         let settings = loaded.settings.clone();
         let module = match module {
             Some(module) => module,
-            None => start_module(&settings).await?,
+            None => start_module(&settings).await?.with_metrics(metrics.clone()),
         };
         let smtp = SmtpTarget::new(&settings.email)?;
         let http = HttpClient::new(settings.sms.http_timeout);
@@ -82,6 +87,7 @@ pub struct App {
     pub inbound_received: Notify,
     /// This process's lease owner name: unique per process.
     pub lease_owner: String,
+    pub metrics: Arc<Metrics>,
     /// The settings in force, as loaded: what a reload compares against. Also held
     /// while a reload runs, so that reloads happen one at a time.
     loaded: tokio::sync::Mutex<Loaded>,
@@ -124,7 +130,7 @@ const MODULE_KEYS: &[&str] = &[
 ];
 
 impl App {
-    pub fn new(loaded: Loaded, live: Live, store: Arc<dyn Store>) -> Arc<App> {
+    pub fn new(loaded: Loaded, live: Live, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<App> {
         Arc::new(App {
             live: ArcSwap::from_pointee(live),
             store,
@@ -133,6 +139,7 @@ impl App {
             inbound_received: Notify::new(),
             lease_owner: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             loaded: tokio::sync::Mutex::new(loaded),
+            metrics,
         })
     }
 
@@ -159,7 +166,7 @@ impl App {
         } else {
             Some(old.module.clone())
         };
-        let live = Live::build(&loaded, module).await?;
+        let live = Live::build(&loaded, module, &self.metrics).await?;
         let report = ReloadReport {
             needs_restart: changed
                 .iter()

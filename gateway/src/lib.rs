@@ -5,8 +5,10 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod email;
 pub mod logging;
+pub mod metrics;
 pub mod modules;
 pub mod server;
 pub mod settings;

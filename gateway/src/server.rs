@@ -15,6 +15,7 @@ use crate::{
     api,
     app::{App, Live},
     email,
+    metrics::Metrics,
     settings::{ConfigFile, Loaded, StorageUrl},
     sms,
     store::{SqliteStore, Store},
@@ -65,10 +66,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&loaded.settings.storage).await?;
-    let live = Live::build(&loaded, None).await?;
+    let metrics = Arc::new(Metrics::new());
+    let live = Live::build(&loaded, None, &metrics).await?;
     let grace = live.settings.server.shutdown_grace;
     let reload_on_hangup = loaded.source.is_some();
-    let app = App::new(loaded, live, store);
+    let app = App::new(loaded, live, store, metrics);
     if reload_on_hangup {
         tokio::spawn(reload_on_sighup(app.clone()));
     }

@@ -19,6 +19,7 @@ use crate::{
         check,
         message::{check_header_text, parse_mailbox, EmailPayload, MailingRecipient, MailingShared},
     },
+    metrics::Metrics,
     settings::{Role, Settings},
     store::{Channel, NewMailing, NewMessage},
 };
@@ -154,6 +155,10 @@ pub(super) async fn post_email(
     })?;
     if enqueued.created {
         tracing::debug!(message_id = %enqueued.id, "e-mail queued");
+        app.metrics
+            .accepted
+            .get_or_create(&Metrics::channel(Channel::Email))
+            .inc();
         app.email_queued.notify_one();
     }
     Ok(accepted(&enqueued.id, "messages"))
@@ -188,12 +193,17 @@ pub(super) async fn post_mailing(
             .collect(),
     };
     let key = idempotency_key(&app, &headers, caller)?;
+    let count = mailing.recipients.len() as u64;
     let enqueued = app.store.create_mailing(mailing, key).await.map_err(|error| {
         tracing::error!(%error, "cannot store a mailing");
         Problem::unavailable("the mailing could not be stored; nothing was accepted, try again")
     })?;
     if enqueued.created {
-        tracing::info!(mailing_id = %enqueued.id, "mailing queued");
+        tracing::info!(mailing_id = %enqueued.id, recipients = count, "mailing queued");
+        app.metrics
+            .accepted
+            .get_or_create(&Metrics::channel(Channel::Email))
+            .inc_by(count);
         app.email_queued.notify_one();
     }
     Ok(accepted(&enqueued.id, "mailings"))

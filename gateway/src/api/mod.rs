@@ -14,14 +14,21 @@ mod sms;
 use std::sync::Arc;
 
 use axum::{
-    http::HeaderMap,
+    extract::{MatchedPath, Request, State},
+    http::{header, HeaderMap},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{any, get, post},
     Json, Router,
 };
 use sha2::{Digest, Sha256};
 
-use crate::{app::App, settings::Role};
+use crate::{
+    app::App,
+    metrics::{HttpLabels, Metrics},
+    settings::Role,
+    store::Channel,
+};
 use auth::Caller;
 use problem::Problem;
 
@@ -42,9 +49,50 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/providers/{module}/callback", any(callbacks::callback))
         .route("/v1/inbound", get(callbacks::list_inbound))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)
+}
+
+/// Counts every request by route (the matched pattern, never the raw path) and status.
+async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_string();
+    let response = next.run(request).await;
+    app.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`: Prometheus text, with the queue measured now.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    for channel in [Channel::Sms, Channel::Email] {
+        if let Ok(depth) = app.store.queue_depth(channel).await {
+            let labels = Metrics::channel(channel);
+            app.metrics.queue_due.get_or_create(&labels).set(depth.due as i64);
+            app.metrics
+                .queue_oldest_due_seconds
+                .get_or_create(&labels)
+                .set(depth.oldest_due_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {

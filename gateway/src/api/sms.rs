@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::{authorize, body::read_json, idempotency_key, problem::Problem};
 use crate::{
     app::App,
+    metrics::Metrics,
     settings::{Role, SenderId, Settings},
     sms::{number, SmsPayload},
     store::{Channel, NewMessage},
@@ -82,6 +83,10 @@ pub(super) async fn post_sms(
     })?;
     if enqueued.created {
         tracing::debug!(message_id = %enqueued.id, "SMS queued");
+        app.metrics
+            .accepted
+            .get_or_create(&Metrics::channel(Channel::Sms))
+            .inc();
         app.sms_queued.notify_one();
     }
     let mut response = (

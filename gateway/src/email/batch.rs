@@ -20,8 +20,51 @@ use super::{
 };
 use crate::{
     app::{App, Live},
-    store::Leased,
+    metrics::Metrics,
+    store::{Channel, Leased},
 };
+
+/// An open connection, counted in the metrics while it is open.
+struct Connection<'a> {
+    session: Option<Session>,
+    /// E-mails this connection carried (sent or refused).
+    carried: u32,
+    metrics: &'a Metrics,
+}
+
+impl<'a> Connection<'a> {
+    fn new(session: Session, metrics: &'a Metrics) -> Connection<'a> {
+        metrics.smtp_connections_open.inc();
+        Connection {
+            session: Some(session),
+            carried: 0,
+            metrics,
+        }
+    }
+
+    fn session(&mut self) -> &mut Session {
+        self.session
+            .as_mut()
+            .expect("a connection has its session until it quits")
+    }
+
+    async fn quit(mut self) {
+        if let Some(session) = self.session.take() {
+            if let Err(error) = session.quit().await {
+                tracing::debug!(%error, "QUIT was not answered cleanly");
+            }
+        }
+    }
+}
+
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        self.metrics.smtp_connections_open.dec();
+        self.metrics
+            .smtp_emails_per_connection
+            .observe(f64::from(self.carried));
+    }
+}
 
 /// A leased e-mail, built and ready to send.
 struct Ready {
@@ -48,7 +91,9 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
         }
     }
     let target = &live.smtp;
-    let mut session: Option<Session> = None;
+    let metrics = &app.metrics;
+    let labels = Metrics::outcome(Channel::Email, "smtp");
+    let mut session: Option<Connection> = None;
     // Whether the server may have closed the connection after refusing an e-mail: then
     // a dropped connection at the next MAIL FROM is met by reconnecting, once.
     let mut reconnect_allowed = false;
@@ -56,7 +101,7 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
         let mut current = match session.take() {
             Some(session) => session,
             None => match target.open(|_, _| {}).await {
-                Ok(session) => session,
+                Ok(session) => Connection::new(session, metrics),
                 Err(error) => {
                     tracing::warn!(server = %target.address(), %error, "cannot open an SMTP connection");
                     pending.push_front(email);
@@ -65,8 +110,13 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
                 }
             },
         };
-        match current.send(&email.envelope, &email.bytes).await {
+        let result = current.session().send(&email.envelope, &email.bytes).await;
+        if !matches!(&result, Err(e) if e.severity == Severity::Connection) {
+            current.carried += 1;
+        }
+        match result {
             Ok(reply) => {
+                metrics.sent.get_or_create(&labels).inc();
                 tracing::debug!(message_id = %email.id, reply = %reply_text(&reply), "e-mail sent");
                 outcome(
                     app.store
@@ -79,13 +129,14 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
             }
             Err(error) if error.severity == Severity::Permanent => {
                 let reason = describe(&error);
+                metrics.failed.get_or_create(&labels).inc();
                 tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
                 outcome(
                     app.store.mark_failed(&email.id, &app.lease_owner, &reason).await,
                     &email.id,
                 );
                 reconnect_allowed = true;
-                if current.is_usable() {
+                if current.session().is_usable() {
                     session = Some(current);
                 }
             }
@@ -100,7 +151,7 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
             }
             Err(error) => {
                 tracing::warn!(message_id = %email.id, %error, "batch interrupted; the rest goes back to the queue");
-                current.abort().await;
+                current.session().abort().await;
                 let attempted = email.id.clone();
                 pending.push_front(email);
                 requeue(&app, &live, pending, &error, Some(&attempted)).await;
@@ -108,10 +159,8 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
             }
         }
     }
-    if let Some(session) = session {
-        if let Err(error) = session.quit().await {
-            tracing::debug!(%error, "QUIT was not answered cleanly");
-        }
+    if let Some(connection) = session {
+        connection.quit().await;
     }
 }
 
@@ -162,6 +211,10 @@ async fn requeue(
                 &email.id,
             );
         } else if retry.may_retry(email.attempts) {
+            app.metrics
+                .retried
+                .get_or_create(&Metrics::outcome(Channel::Email, "smtp"))
+                .inc();
             let due = SystemTime::now() + retry.backoff(email.attempts);
             outcome(
                 app.store
@@ -170,6 +223,10 @@ async fn requeue(
                 &email.id,
             );
         } else {
+            app.metrics
+                .failed
+                .get_or_create(&Metrics::outcome(Channel::Email, "smtp"))
+                .inc();
             outcome(
                 app.store.mark_failed(&email.id, &app.lease_owner, &reason).await,
                 &email.id,

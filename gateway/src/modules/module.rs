@@ -16,6 +16,22 @@ use plugin_api::{
 use tokio::sync::Semaphore;
 
 use super::{host::host_for, Library, LoadError, ModuleInfo};
+use crate::metrics::Metrics;
+
+/// Records a call's duration when dropped, however the call ended.
+struct RecordCall<'a> {
+    metrics: &'a Metrics,
+    module: &'a str,
+    operation: &'static str,
+    started: std::time::Instant,
+}
+
+impl Drop for RecordCall<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .module_call(self.module, self.operation, self.started.elapsed());
+    }
+}
 
 /// Calls into one module that may be in flight at once (and threads it may hold).
 const MAX_CALLS_IN_FLIGHT: usize = 64;
@@ -29,6 +45,8 @@ pub struct Module {
     provider: Arc<ProviderObject>,
     call_timeout: Duration,
     permits: Arc<Semaphore>,
+    /// Where call durations are recorded, once the gateway has said.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Module {
@@ -83,7 +101,14 @@ impl Module {
             provider: Arc::new(provider),
             call_timeout,
             permits: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+            metrics: None,
         })
+    }
+
+    /// Records the duration of every call into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Module {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn info(&self) -> &ModuleInfo {
@@ -145,10 +170,17 @@ impl Module {
             .map_err(|_| timeout())?
             .expect("the semaphore is never closed");
         let provider = self.provider.clone();
+        let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || {
             let result = f(&provider);
             drop(permit);
             result
+        });
+        let _record = self.metrics.as_ref().map(|metrics| RecordCall {
+            metrics,
+            module: &self.info.name,
+            operation,
+            started,
         });
         match tokio::time::timeout_at(deadline, task).await {
             Err(_) => Err(timeout()),

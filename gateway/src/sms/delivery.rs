@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{send, SmsPayload};
 use crate::{
     app::App,
+    metrics::Metrics,
     store::{Channel, Leased},
 };
 
@@ -104,8 +105,10 @@ async fn deliver(app: &App, message: Leased) {
         attempt: message.attempts,
     };
     let module = &live.module;
+    let labels = Metrics::outcome(Channel::Sms, module.name());
     match send::send(module, &live.http, sms).await {
         Ok(provider_id) => {
+            app.metrics.sent.get_or_create(&labels).inc();
             tracing::debug!(message_id = %id, module = module.name(), %provider_id, "SMS sent");
             record(
                 app.store
@@ -115,6 +118,7 @@ async fn deliver(app: &App, message: Leased) {
             );
         }
         Err(error) if error.is_transient() && live.settings.sms.retry.may_retry(message.attempts) => {
+            app.metrics.retried.get_or_create(&labels).inc();
             let delay = live.settings.sms.retry.backoff(message.attempts);
             tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, retry_in = ?delay, %error, "SMS not sent; will retry");
             let due = SystemTime::now() + delay;
@@ -126,6 +130,7 @@ async fn deliver(app: &App, message: Leased) {
             );
         }
         Err(error) => {
+            app.metrics.failed.get_or_create(&labels).inc();
             tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, %error, "SMS failed");
             record(
                 app.store

@@ -59,6 +59,9 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
                     })
                     .await?;
                 tracing::info!(inbound_id = %stored.id, module = live.module.name(), new = stored.created, "inbound SMS");
+                if stored.created {
+                    app.metrics.inbound.inc();
+                }
                 applied.inbound.push(stored.id);
             }
             Ok(CallbackEvent::DeliveryReport {
@@ -80,6 +83,13 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
                 {
                     Some(id) => {
                         tracing::info!(message_id = %id, ?status, "delivery report");
+                        app.metrics
+                            .delivery_reports
+                            .get_or_create(&crate::metrics::ReportLabels {
+                                module: live.module.name().to_string(),
+                                status: store::Status::from(status).to_string(),
+                            })
+                            .inc();
                         applied.reports.push(id);
                     }
                     None => {
