@@ -40,6 +40,47 @@ enum Command {
         #[command(subcommand)]
         command: ModulesCommand,
     },
+    /// Send one SMS through a running gateway's API.
+    SendSms {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The recipient (`+447911123456`, or national with sms.default_country_code)
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+        /// Sender ID [default: sms.sender of the gateway]
+        #[arg(long)]
+        sender: Option<String>,
+        /// Wait until the SMS is sent or failed, and print its final status
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Send one e-mail through a running gateway's API.
+    SendEmail {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// A recipient; repeat for more
+        #[arg(long, required = true)]
+        to: Vec<String>,
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long)]
+        html: Option<String>,
+        /// Sender [default: email.default_from of the gateway]
+        #[arg(long)]
+        from: Option<String>,
+        /// Wait until the e-mail is sent or failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Bulk mailings through a running gateway's API.
+    Mailing {
+        #[command(subcommand)]
+        command: MailingCommand,
+    },
     /// Check the SMTP connection: connect, TLS, AUTH, MAIL FROM email.default_from,
     /// RCPT TO email.check_address, RSET, QUIT; nothing is sent.
     CheckSmtp,
@@ -48,6 +89,40 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Where a running gateway's API is.
+#[derive(Debug, clap::Args)]
+struct ApiArgs {
+    /// The gateway's API
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A bearer token of the gateway (auth.tokens)
+    #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true, default_value = "")]
+    token: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum MailingCommand {
+    /// Queue one e-mail per recipient and show progress until every one is sent or failed.
+    Send {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// CSV file of recipients: an `email` column, or addresses in the first column
+        #[arg(long, value_name = "FILE.csv")]
+        recipients: PathBuf,
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long)]
+        html: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        /// Queue it and exit without waiting
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -76,6 +151,14 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The API commands talk to a running gateway and need no settings of their own.
+    match cli.command {
+        Command::SendSms { .. } | Command::SendEmail { .. } | Command::Mailing { .. } => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            return runtime.block_on(api_command(cli.command));
+        }
+        _ => {}
+    }
     let file = settings::config_file(cli.config.as_deref());
     let loaded =
         settings::load(&file).with_context(|| format!("settings refused ({})", file.path.display()))?;
@@ -110,6 +193,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::SendSms { .. } | Command::SendEmail { .. } | Command::Mailing { .. } => {
+            unreachable!("handled above")
         }
         Command::Config { json } => {
             let shown = loaded.describe();
@@ -176,4 +262,132 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `send-sms`, `send-email` and `mailing send`.
+async fn api_command(command: Command) -> anyhow::Result<ExitCode> {
+    use crate::client::{read_recipients, ApiClient};
+    use serde_json::json;
+    let final_status = |message: &serde_json::Value| -> ExitCode {
+        println!(
+            "{} {}",
+            message["id"].as_str().unwrap_or(""),
+            message["status"].as_str().unwrap_or("")
+        );
+        if let Some(error) = message["error"].as_str() {
+            println!("error: {error}");
+        }
+        if message["status"] == "failed" {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    };
+    match command {
+        Command::SendSms {
+            api,
+            to,
+            text,
+            sender,
+            wait,
+        } => {
+            let client = ApiClient::new(&api.url, &api.token)?;
+            let mut body = json!({ "to": to, "text": text });
+            if let Some(sender) = sender {
+                body["sender"] = sender.into();
+            }
+            let id = client.post("/v1/sms", &body).await?["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if !wait {
+                println!("{id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(final_status(&client.wait_message(&id).await?))
+        }
+        Command::SendEmail {
+            api,
+            to,
+            subject,
+            text,
+            html,
+            from,
+            wait,
+        } => {
+            let client = ApiClient::new(&api.url, &api.token)?;
+            let body = json!({ "to": to, "subject": subject, "text": text, "html": html, "from": from });
+            let body = strip_nulls(body);
+            let id = client.post("/v1/email", &body).await?["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if !wait {
+                println!("{id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(final_status(&client.wait_message(&id).await?))
+        }
+        Command::Mailing {
+            command:
+                MailingCommand::Send {
+                    api,
+                    recipients,
+                    subject,
+                    text,
+                    html,
+                    from,
+                    no_wait,
+                },
+        } => {
+            let client = ApiClient::new(&api.url, &api.token)?;
+            let recipients = read_recipients(&recipients)?;
+            let total = recipients.len() as u64;
+            let body = strip_nulls(
+                json!({ "recipients": recipients, "subject": subject, "text": text, "html": html, "from": from }),
+            );
+            let id = client.post("/v1/mailings", &body).await?["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            eprintln!("mailing {id}: {total} recipients queued");
+            if no_wait {
+                println!("{id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} done  {msg}  [{elapsed_precise}]",
+                )
+                .expect("a valid template"),
+            );
+            loop {
+                let counts = client.get(&format!("/v1/mailings/{id}")).await?;
+                let count = |key: &str| counts[key].as_u64().unwrap_or(0);
+                let (sent, failed) = (count("sent"), count("failed"));
+                bar.set_position(sent + failed);
+                bar.set_message(format!("sent {sent}, failed {failed}"));
+                if count("queued") + count("sending") == 0 {
+                    bar.finish();
+                    println!("{id} sent {sent} failed {failed}");
+                    return Ok(if failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        _ => unreachable!("only API commands are passed here"),
+    }
+}
+
+/// The JSON object without its `null` members (optional flags not given).
+fn strip_nulls(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        object.retain(|_, v| !v.is_null());
+    }
+    value
 }
