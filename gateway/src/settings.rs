@@ -1048,6 +1048,34 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_is_valid_and_names_every_key() {
+        let text = include_str!("../../packaging/gateway.toml");
+        Settings::from_toml(text).expect("packaging/gateway.toml is valid");
+        let defaults = Figment::from(Serialized::defaults(RawSettings::default()));
+        let dict: Dict = defaults.extract().unwrap();
+        let mut keys = Vec::new();
+        for (section, value) in &dict {
+            if let Value::Dict(_, inner) = value {
+                keys.extend(inner.keys().map(|key| (section.clone(), key.clone())));
+            }
+        }
+        for (section, key) in keys {
+            let set = format!("\n{key} = ");
+            let commented = format!("\n# {key} = ");
+            let in_section = text.split(&format!("\n[{section}")).skip(1).any(|part| {
+                let part = format!("\n{part}");
+                part.contains(&set) || part.contains(&commented)
+            });
+            let array_of_tables = text.contains(&format!("\n[[{section}.{key}]]"))
+                || text.contains(&format!("\n[{section}.{key}]"));
+            assert!(
+                in_section || array_of_tables,
+                "packaging/gateway.toml does not mention {section}.{key}"
+            );
+        }
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_or_errors() {
         let s = Settings::from_toml(
             "[email]\nusername = \"u\"\npassword = \"hunter2-secret\"\n[sms]\nplugin_config = \"blob-secret\"\n\
