@@ -178,6 +178,19 @@ impl InProcess {
     /// Starts a gateway with `config`; panics with the gateway's error if it fails.
     pub async fn start(config: TestConfig) -> InProcess {
         let loaded = gateway::settings::Loaded::from_toml(&config.toml).expect("test settings are valid");
+        InProcess::run(config, loaded).await
+    }
+
+    /// Starts a gateway whose settings come from `gateway.toml` in the config's
+    /// directory, so that `POST /v1/admin/reload` reads that file again.
+    pub async fn start_from_file(config: TestConfig) -> InProcess {
+        let path = config.write();
+        let file = gateway::settings::ConfigFile { path, required: true };
+        let loaded = gateway::settings::load(&file).expect("test settings are valid");
+        InProcess::run(config, loaded).await
+    }
+
+    async fn run(config: TestConfig, loaded: gateway::settings::Loaded) -> InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -386,3 +399,4 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+pub mod smtp;
