@@ -1,0 +1,302 @@
+//! The SMTP engine against a real SMTP server someone else wrote (aiosmtpd, started by
+//! the tests). Every count is taken on the server's side.
+
+use std::{collections::HashMap, path::Path, time::Duration};
+
+use e2e::{
+    smtp::{SmtpServer, TestCa, TlsMode},
+    Api, InProcess, TestConfig, ADMIN_TOKEN, SEND_TOKEN,
+};
+use serde_json::json;
+
+/// The `[email]` section for a server on `port`, with quick retries.
+fn email_section(port: u16, max: u32, threads: u32, extra: &str) -> String {
+    format!(
+        "[email]\nhost = \"127.0.0.1\"\nport = {port}\nmax_per_connection = {max}\nsmtp_threads = {threads}\n\
+         default_from = \"Shop <shop@example.com>\"\ncheck_address = \"check@example.org\"\n\
+         retry_base_ms = 20\nretry_max_ms = 100\nmax_attempts = 50\ncommand_timeout_ms = 5000\n{extra}\n"
+    )
+}
+
+async fn gateway(email: String) -> (InProcess, Api) {
+    let gateway = InProcess::start(TestConfig::new("file", None, "", &email)).await;
+    let api = Api::new(&gateway.url);
+    (gateway, api)
+}
+
+/// Posts a mailing to `n` recipients (those whose number is in `rejected` get an
+/// address the server refuses) and waits until nothing of it is queued or sending.
+async fn mailing(api: &Api, n: usize, reject: &[usize]) -> (String, serde_json::Value) {
+    let recipients: Vec<String> = (0..n)
+        .map(|i| {
+            if reject.contains(&i) {
+                format!("reject{i}@example.org")
+            } else {
+                format!("user{i}@example.org")
+            }
+        })
+        .collect();
+    let (status, body) = api
+        .post(
+            "/v1/mailings",
+            SEND_TOKEN,
+            &json!({ "subject": "News", "text": "Hello", "recipients": recipients }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let mut counts = serde_json::Value::Null;
+    for _ in 0..1200 {
+        let (_, now) = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
+        counts = now;
+        if counts["queued"] == 0 && counts["sending"] == 0 {
+            return (id, counts);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mailing {id} never finished: {counts}");
+}
+
+/// Each gateway id the server received, with how many times.
+fn received(server: &SmtpServer) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for id in server.gateway_ids() {
+        *seen.entry(id).or_default() += 1;
+    }
+    seen
+}
+
+async fn limits_hold(max: u32, threads: u32, per_session: usize, at_once: usize) {
+    let server = SmtpServer::builder().start();
+    let (_gateway, api) = gateway(email_section(server.port, max, threads, "")).await;
+    let (_, counts) = mailing(&api, 1000, &[]).await;
+    assert_eq!(counts["sent"], 1000, "{counts}");
+    server.wait_sessions_closed(1);
+    let seen = received(&server);
+    assert_eq!(seen.len(), 1000, "the server saw every e-mail");
+    assert!(seen.values().all(|n| *n == 1), "and each once");
+    assert!(
+        server.max_concurrent_sessions() <= at_once,
+        "{} sessions at once with max {max} and {threads} threads",
+        server.max_concurrent_sessions()
+    );
+    assert_eq!(
+        server.max_messages_per_session(),
+        per_session,
+        "e-mails per session with max {max} and {threads} threads"
+    );
+    assert!(server.sessions() >= 1000 / per_session);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_100_and_5_threads_means_5_connections_of_20() {
+    limits_hold(100, 5, 20, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_7_and_3_threads_means_3_connections_of_2() {
+    limits_hold(7, 3, 2, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_3_and_5_threads_means_3_connections_of_1() {
+    limits_hold(3, 5, 1, 3).await;
+}
+
+fn tls_section(server: &SmtpServer, tls: &str, ca: Option<&Path>, password: &str) -> String {
+    let ca = ca.map(|p| format!("ca_file = {:?}\n", p)).unwrap_or_default();
+    email_section(
+        server.port,
+        100,
+        5,
+        &format!("tls = \"{tls}\"\nusername = \"user\"\npassword = \"{password}\"\n{ca}"),
+    )
+    .replace("host = \"127.0.0.1\"", "host = \"localhost\"")
+}
+
+async fn send_one(api: &Api) -> String {
+    let (status, body) = api
+        .post(
+            "/v1/email",
+            SEND_TOKEN,
+            &json!({ "to": ["ann@example.org"], "subject": "Hi", "text": "Hello" }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn starttls_with_auth_and_implicit_tls_with_a_private_ca() {
+    let ca = TestCa::new();
+    for (mode, tls) in [
+        (TlsMode::StartTlsRequired, "starttls"),
+        (TlsMode::Implicit, "implicit"),
+    ] {
+        let server = SmtpServer::builder()
+            .tls(mode, &ca)
+            .auth("user", "secret-pw")
+            .start();
+        let (_gateway, api) = gateway(tls_section(&server, tls, Some(&ca.ca_pem), "secret-pw")).await;
+        let id = send_one(&api).await;
+        let message = api.wait_status(&id, &["sent", "failed"]).await;
+        assert_eq!(message["status"], "sent", "{tls}: {message}");
+        let messages = server.messages();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0]["tls"], true, "{tls}");
+        assert_eq!(messages[0]["auth_user"], "user", "{tls}");
+        assert_eq!(messages[0]["gateway_id"], id.as_str());
+    }
+}
+
+#[tokio::test]
+async fn without_the_ca_tls_fails_clearly_and_nothing_goes_in_plaintext() {
+    let ca = TestCa::new();
+    for (mode, tls) in [
+        (TlsMode::StartTlsRequired, "starttls"),
+        (TlsMode::Implicit, "implicit"),
+    ] {
+        let server = SmtpServer::builder()
+            .tls(mode, &ca)
+            .auth("user", "secret-pw")
+            .start();
+        let (_gateway, api) = gateway(tls_section(&server, tls, None, "secret-pw")).await;
+        let id = send_one(&api).await;
+        let mut message = serde_json::Value::Null;
+        for _ in 0..100 {
+            let (_, now) = api.get(&format!("/v1/messages/{id}"), SEND_TOKEN).await;
+            message = now;
+            if message["error"].is_string() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let error = message["error"].as_str().unwrap_or_default().to_lowercase();
+        assert!(
+            error.contains("certificate") || error.contains("unknownissuer"),
+            "{tls}: {message}"
+        );
+        assert_ne!(message["status"], "sent");
+        assert!(
+            server.messages().is_empty(),
+            "{tls}: nothing may be sent without TLS"
+        );
+
+        let (_, report) = api.post("/v1/admin/email/check", ADMIN_TOKEN, &json!({})).await;
+        assert_eq!(report["ok"], false);
+        let failed = report["failed_step"].as_str().unwrap();
+        assert!(failed == "start_tls" || failed == "connect", "{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_says_421_after_a_few_messages_loses_nothing() {
+    let server = SmtpServer::builder().reply_421_after(3).start();
+    let (_gateway, api) = gateway(email_section(server.port, 100, 5, "")).await;
+    let (_, counts) = mailing(&api, 200, &[]).await;
+    assert_eq!(counts["sent"], 200, "{counts}");
+    server.wait_sessions_closed(1);
+    let seen = received(&server);
+    assert_eq!(seen.len(), 200);
+    assert!(seen.values().all(|n| *n == 1));
+    assert!(server.max_messages_per_session() <= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_drops_the_connection_loses_nothing() {
+    let server = SmtpServer::builder().drop_after(4).start();
+    let (_gateway, api) = gateway(email_section(server.port, 100, 5, "")).await;
+    let (_, counts) = mailing(&api, 200, &[]).await;
+    assert_eq!(counts["sent"], 200, "{counts}");
+    server.wait_sessions_closed(1);
+    let seen = received(&server);
+    assert_eq!(seen.len(), 200);
+    assert!(seen.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_recipient_rejected_with_550_fails_that_email_and_the_batch_goes_on() {
+    let server = SmtpServer::builder().reject_rcpt("reject").start();
+    let (_gateway, api) = gateway(email_section(server.port, 100, 5, "")).await;
+    let (status, body) = api
+        .post(
+            "/v1/email",
+            SEND_TOKEN,
+            &json!({ "to": ["reject-me@example.org"], "subject": "Hi", "text": "x" }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let rejected = api
+        .wait_status(body["id"].as_str().unwrap(), &["sent", "failed"])
+        .await;
+    assert_eq!(rejected["status"], "failed", "{rejected}");
+    let error = rejected["error"].as_str().unwrap();
+    assert!(error.contains("550") && error.contains("User unknown"), "{error}");
+
+    let (_, counts) = mailing(&api, 20, &[3, 11]).await;
+    assert_eq!(
+        (counts["sent"].as_u64(), counts["failed"].as_u64()),
+        (Some(18), Some(2)),
+        "{counts}"
+    );
+    server.wait_sessions_closed(1);
+    assert_eq!(received(&server).len(), 18);
+}
+
+#[tokio::test]
+async fn the_connection_check_reports_each_step() {
+    let ca = TestCa::new();
+    let server = SmtpServer::builder()
+        .tls(TlsMode::StartTlsRequired, &ca)
+        .auth("user", "secret-pw")
+        .start();
+    let (_gateway, api) = gateway(tls_section(&server, "starttls", Some(&ca.ca_pem), "secret-pw")).await;
+    let (status, report) = api.post("/v1/admin/email/check", ADMIN_TOKEN, &json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["ok"], true, "{report}");
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "connect",
+            "start_tls",
+            "auth",
+            "mail_from",
+            "rcpt_to",
+            "rset",
+            "quit"
+        ]
+    );
+    assert_eq!(report["steps"][2]["code"], 235, "{report}");
+    assert_eq!(report["steps"][4]["code"], 250, "{report}");
+    assert!(server.messages().is_empty(), "the check sends nothing");
+
+    let (_gateway, api) = gateway(tls_section(&server, "starttls", Some(&ca.ca_pem), "wrong-pw")).await;
+    let (_, report) = api.post("/v1/admin/email/check", ADMIN_TOKEN, &json!({})).await;
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["failed_step"], "auth", "{report}");
+    assert_eq!(
+        report["steps"].as_array().unwrap().last().unwrap()["code"],
+        535,
+        "{report}"
+    );
+
+    let closed = e2e::free_port();
+    let (_gateway, api) = gateway(email_section(closed, 100, 5, "")).await;
+    let (_, report) = api.post("/v1/admin/email/check", ADMIN_TOKEN, &json!({})).await;
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["failed_step"], "connect", "{report}");
+    assert!(
+        report["steps"][0]["reply"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("refused"),
+        "{report}"
+    );
+}
