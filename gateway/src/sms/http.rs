@@ -43,12 +43,13 @@ impl HttpClient {
     pub async fn perform(&self, request: &HttpRequest) -> Result<HttpResponse, HttpError> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| HttpError::BadRequest(format!("`{}` is not an HTTP method", request.method)))?;
+        // The URL may carry a provider's key in its query: errors never quote it.
         let url = reqwest::Url::parse(&request.url)
-            .map_err(|e| HttpError::BadRequest(format!("`{}` is not a URL: {e}", request.url)))?;
+            .map_err(|e| HttpError::BadRequest(format!("the request's URL is not valid: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HttpError::BadRequest(format!(
-                "`{}` is not an http(s) URL",
-                request.url
+                "the request's URL has scheme `{}`; only http and https are allowed",
+                url.scheme()
             )));
         }
         let host = url.host_str().unwrap_or("").to_string();
