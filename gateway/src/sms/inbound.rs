@@ -41,12 +41,8 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
                 provider_id,
             }) => {
                 let country = live.settings.sms.default_country_code;
-                let sender = number::normalize(&from, country)
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| from.to_string());
-                let recipient = number::normalize(&to, country)
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| to.to_string());
+                let sender = e164_or_as_given(&from, country);
+                let recipient = e164_or_as_given(&to, country);
                 let stored = app
                     .store
                     .store_inbound(NewInbound {
@@ -109,6 +105,23 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
         app.inbound_received.notify_one();
     }
     Ok(applied)
+}
+
+/// A provider's number in E.164 when it can be: national numbers take the default
+/// country code, and bare international digits (`447911123456`, as several providers
+/// send them) get their `+`. An alphanumeric sender stays as it is.
+fn e164_or_as_given(number: &str, country: Option<crate::settings::CountryCode>) -> String {
+    number::normalize(number, country)
+        .or_else(|error| {
+            let digits = number.trim();
+            if digits.len() > 8 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                number::normalize(&format!("+{digits}"), None)
+            } else {
+                Err(error)
+            }
+        })
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| number.to_string())
 }
 
 /// How often an idle forwarder looks for forwards that came due.
