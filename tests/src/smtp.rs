@@ -48,16 +48,10 @@ pub fn ensure_aiosmtpd() {
         if importable() {
             return;
         }
-        let package = format!("aiosmtpd=={AIOSMTPD_VERSION}");
-        let mut output = pip_install(&package, false);
-        // Debian's own Python refuses pip installs outside a venv (PEP 668).
-        if !output.status.success() {
-            output = pip_install(&package, true);
-        }
+        crate::pip_install(&format!("aiosmtpd=={AIOSMTPD_VERSION}"));
         assert!(
-            output.status.success() && importable(),
-            "could not install {package} for python3: {}",
-            String::from_utf8_lossy(&output.stderr)
+            importable(),
+            "aiosmtpd was installed but python3 cannot import it"
         );
     });
 }
@@ -69,15 +63,6 @@ fn importable() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn pip_install(package: &str, break_system_packages: bool) -> std::process::Output {
-    let mut command = Command::new("python3");
-    command.args(["-m", "pip", "install", "--quiet", package]);
-    if break_system_packages {
-        command.arg("--break-system-packages");
-    }
-    command.output().expect("run python3 -m pip")
 }
 
 /// A certificate authority made for one test, and a server certificate it signed for

@@ -18,7 +18,6 @@ use axum::{
     http::{header, HeaderMap},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{any, get, post},
     Json, Router,
 };
 use sha2::{Digest, Sha256};
@@ -34,26 +33,63 @@ use problem::Problem;
 
 pub use messages::rfc3339;
 
+/// Declares the routes once: [`ROUTES`] (method, path) for the OpenAPI check, and the
+/// function that adds them to a router, so that the two cannot differ.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        /// Every route the API serves, as (method, path); `any` accepts every method.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn add_routes(router: Router<Arc<App>>) -> Router<Arc<App>> {
+            router $(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+routes! {
+    get "/healthz" => healthz,
+    get "/metrics" => metrics,
+    get "/openapi.json" => openapi,
+    post "/v1/sms" => sms::post_sms,
+    post "/v1/email" => email::post_email,
+    post "/v1/mailings" => email::post_mailing,
+    get "/v1/mailings/{id}" => email::get_mailing,
+    get "/v1/messages/{id}" => messages::get_message,
+    get "/v1/inbound" => callbacks::list_inbound,
+    any "/v1/providers/{module}/callback" => callbacks::callback,
+    post "/v1/admin/sms/test" => admin::sms_test,
+    post "/v1/admin/email/check" => email::email_check,
+    get "/v1/admin/settings" => admin::settings,
+    post "/v1/admin/reload" => admin::reload,
+}
+
+/// The OpenAPI 3.1 document of this API, kept in the repository (`gateway/openapi.json`)
+/// and checked against [`ROUTES`] by a test.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
 /// The API's routes over the shared state.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/sms", post(sms::post_sms))
-        .route("/v1/email", post(email::post_email))
-        .route("/v1/mailings", post(email::post_mailing))
-        .route("/v1/mailings/{id}", get(email::get_mailing))
-        .route("/v1/admin/email/check", post(email::email_check))
-        .route("/v1/messages/{id}", get(messages::get_message))
-        .route("/v1/admin/sms/test", post(admin::sms_test))
-        .route("/v1/admin/settings", get(admin::settings))
-        .route("/v1/admin/reload", post(admin::reload))
-        .route("/v1/providers/{module}/callback", any(callbacks::callback))
-        .route("/v1/inbound", get(callbacks::list_inbound))
-        .route("/metrics", get(metrics))
+    add_routes(Router::new())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::method_not_allowed()
 }
 
 /// Counts every request by route (the matched pattern, never the raw path) and status.
@@ -93,18 +129,6 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.metrics.encode(),
     )
         .into_response()
-}
-
-async fn healthz() -> Response {
-    Json(serde_json::json!({ "status": "ok" })).into_response()
-}
-
-async fn not_found() -> Problem {
-    Problem::not_found("no such endpoint")
-}
-
-async fn method_not_allowed() -> Problem {
-    Problem::method_not_allowed()
 }
 
 /// Checks the caller's token against the tokens in force.
