@@ -12,6 +12,9 @@ use std::{
 const PACKAGES: &[&str] = &[
     "gateway",
     "sms-module-file",
+    "sms-module-http",
+    "sms-module-twilio",
+    "sms-module-template",
     "test-module-echo",
     "test-module-panicky",
     "test-module-wrongabi",
@@ -85,6 +88,29 @@ pub fn modules_dir_with(names: &[&str]) -> tempfile::TempDir {
             .unwrap_or_else(|e| panic!("copy module {file}: {e}"));
     }
     dir
+}
+
+/// Installs a pinned PyPI package for `python3` (the tests' Python tools), falling back
+/// to `--break-system-packages` where Debian's Python refuses (PEP 668); panics with
+/// pip's output if both fail.
+pub fn pip_install(package: &str) {
+    let install = |break_system: bool| {
+        let mut command = Command::new("python3");
+        command.args(["-m", "pip", "install", "--quiet", package]);
+        if break_system {
+            command.arg("--break-system-packages");
+        }
+        command.output().expect("run python3 -m pip")
+    };
+    let mut output = install(false);
+    if !output.status.success() {
+        output = install(true);
+    }
+    assert!(
+        output.status.success(),
+        "could not install {package} for python3: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The bearer tokens every test gateway accepts.
@@ -343,7 +369,7 @@ impl GatewayProcess {
             .arg("--config")
             .arg(&path)
             .arg("serve")
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create log"))
             .spawn()

@@ -300,3 +300,51 @@ async fn the_connection_check_reports_each_step() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_halfway_through_a_mailing_sends_every_email_once() {
+    let server = SmtpServer::builder().start();
+    let config = TestConfig::new("file", None, "", &email_section(server.port, 100, 5, ""));
+    let gateway = e2e::GatewayProcess::start(&config).await;
+    let api = Api::new(&gateway.url);
+    let recipients: Vec<String> = (0..1000).map(|i| format!("user{i}@example.org")).collect();
+    let (status, body) = api
+        .post(
+            "/v1/mailings",
+            SEND_TOKEN,
+            &json!({ "subject": "News", "text": "Hello", "recipients": recipients }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let id = body["id"].as_str().unwrap().to_string();
+    loop {
+        let (_, counts) = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
+        if counts["sent"].as_u64().unwrap() >= 300 {
+            assert!(
+                counts["queued"].as_u64().unwrap() > 0,
+                "stopped before the end: {counts}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gateway.signal(libc::SIGTERM);
+    assert!(gateway.wait().success(), "a graceful stop exits 0");
+
+    let restarted = e2e::GatewayProcess::start(&config).await;
+    let api = Api::new(&restarted.url);
+    let mut counts = serde_json::Value::Null;
+    for _ in 0..600 {
+        counts = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await.1;
+        if counts["sent"] == 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counts["sent"], 1000, "{counts}");
+    server.wait_sessions_closed(1);
+    let seen = received(&server);
+    assert_eq!(seen.len(), 1000);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent twice across the stop: {twice:?}");
+}

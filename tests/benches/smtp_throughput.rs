@@ -1,0 +1,182 @@
+//! E-mails per second delivered end to end (API → queue → SMTP engine → server) into
+//! Postfix's `smtp-sink`, for a mailing of 10,000 at max 100 / 5 threads (5 connections
+//! of 20 e-mails), beside Postfix's own load generator `smtp-source` sending the same
+//! count with 5 sessions and 20 messages a session into the same kind of sink, in the
+//! same run (`../shared/bench/smtp-peer.sh` installs Postfix's tools and measures it).
+//!
+//! `cargo bench -p e2e --bench smtp_throughput`
+//! Environment: `N` (default 10000), `REPS` (default 3), `SHARED` (default `../shared`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use e2e::{Api, GatewayProcess, TestConfig, SEND_TOKEN};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median msg/s of one case in smtp-peer.sh's table (`batched` or `ref`).
+fn peer_median(table: &str, case: &str) -> Option<f64> {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(case))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The sink's message counter (smtp-sink -c writes `mesg=N` updates to its file).
+fn sink_count(counts: &Path) -> u64 {
+    let text = std::fs::read(counts).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    text.rfind("mesg=")
+        .map(|i| {
+            text[i + 5..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let n = env_usize("N", 10_000);
+    let reps = env_usize("REPS", 3);
+    let shared = std::env::var_os("SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let script = shared.join("bench/smtp-peer.sh");
+    assert!(script.exists(), "{} is needed (set SHARED)", script.display());
+    let _ = e2e::build_dir();
+
+    // The reference: smtp-source into smtp-sink, 5 sessions of 20 messages.
+    let peer = Command::new("bash")
+        .arg(&script)
+        .env("N", n.to_string())
+        .env("SESSIONS", "5")
+        .env("PER_CONN", "20")
+        .env("REPS", reps.to_string())
+        .output()
+        .expect("run smtp-peer.sh");
+    let table = String::from_utf8_lossy(&peer.stdout).to_string();
+    assert!(
+        peer.status.success(),
+        "smtp-peer.sh failed:\n{table}\n{}",
+        String::from_utf8_lossy(&peer.stderr)
+    );
+    let batched = peer_median(&table, "batched").expect("a batched row");
+    let reference = peer_median(&table, "ref").expect("a ref row");
+
+    // The gateway into a fresh sink.
+    let port = e2e::free_port();
+    let sink = Command::new("bash")
+        .arg(&script)
+        .env("SINK_ONLY", "1")
+        .env("PORT", port.to_string())
+        .output()
+        .expect("start smtp-sink");
+    let vars = String::from_utf8_lossy(&sink.stdout).to_string();
+    let var = |name: &str| {
+        vars.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches(['\'', '"']).to_string())
+            .unwrap_or_else(|| panic!("smtp-peer.sh SINK_ONLY=1 printed no {name}:\n{vars}"))
+    };
+    let (sink_pid, sink_counts, sink_work) = (
+        var("SINK_PID"),
+        PathBuf::from(var("SINK_COUNTS")),
+        var("SINK_WORK"),
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
+    let mut rates = Vec::new();
+    for _ in 0..reps {
+        let config = TestConfig::new(
+            "file",
+            None,
+            "",
+            &format!(
+                "[log]\nlevel = \"warn\"\n[email]\nhost = \"127.0.0.1\"\nport = {port}\nmax_per_connection = 100\n\
+                 smtp_threads = 5\ndefault_from = \"bench@example.com\"\n"
+            ),
+        );
+        let rate = runtime.block_on(async {
+            let gateway = GatewayProcess::start(&config).await;
+            let api = Api::new(&gateway.url);
+            let before = sink_count(&sink_counts);
+            let started = Instant::now();
+            let (status, body) = api
+                .post(
+                    "/v1/mailings",
+                    SEND_TOKEN,
+                    &serde_json::json!({ "subject": "Bench", "text": "Hello", "recipients": recipients }),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while sink_count(&sink_counts) < before + n as u64 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the sink got {} of {n}",
+                    sink_count(&sink_counts) - before
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let took = started.elapsed();
+            let (_, counts) = api
+                .get(
+                    &format!("/v1/mailings/{}", body["id"].as_str().unwrap()),
+                    SEND_TOKEN,
+                )
+                .await;
+            eprintln!("gateway: {n} e-mails in {took:?}; mailing {counts}");
+            n as f64 / took.as_secs_f64()
+        });
+        rates.push(rate);
+    }
+    let _ = Command::new("kill").arg(&sink_pid).status();
+    let _ = std::fs::remove_dir_all(&sink_work);
+    let gateway = median(rates.clone());
+
+    println!();
+    println!("{table}");
+    println!("{n} e-mails, 5 connections at once, 20 e-mails a connection, median of {reps}; same run, same machine");
+    println!("{:<58} {:>10}", "case", "msg/s");
+    println!(
+        "{:<58} {:>10.0}",
+        "smtp-source -> smtp-sink, batched 5 x 20 (reference)", batched
+    );
+    println!(
+        "{:<58} {:>10.0}",
+        "smtp-source -> smtp-sink, one run, no reconnects", reference
+    );
+    println!(
+        "{:<58} {:>10.0}",
+        "gateway: POST /v1/mailings -> SQLite -> SMTP engine -> sink", gateway
+    );
+    println!(
+        "runs: {}",
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "ratio gateway / smtp-source batched: {:.2} (aim: 1.0 or better)",
+        gateway / batched
+    );
+}
