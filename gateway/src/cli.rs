@@ -136,6 +136,22 @@ enum ModulesCommand {
         /// Module name [default: sms.module]
         name: Option<String>,
     },
+    /// Check a module library before shipping it (for provider authors): loading, a
+    /// bad blob, one SMS through a local stand-in provider, a 500, broken answers and
+    /// callbacks. Needs no settings.
+    Conformance {
+        /// The module library file
+        file: PathBuf,
+        /// The module's blob; `{{server}}` stands for the stand-in provider's URL
+        #[arg(long, default_value = "")]
+        blob: String,
+        /// What the stand-in provider answers (the body)
+        #[arg(long, default_value = "{}")]
+        answer: String,
+        /// The stand-in provider's HTTP status
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
 }
 
 /// Runs the command line; the binary's whole `main`.
@@ -156,6 +172,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SendSms { .. } | Command::SendEmail { .. } | Command::Mailing { .. } => {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             return runtime.block_on(api_command(cli.command));
+        }
+        Command::Modules {
+            command:
+                ModulesCommand::Conformance {
+                    file,
+                    blob,
+                    answer,
+                    status,
+                },
+        } => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let answer = crate::modules::conformance::Answer { status, body: answer };
+            let report = runtime.block_on(crate::modules::conformance::run(&file, &blob, &answer));
+            println!("conformance of {}", file.display());
+            for (name, outcome) in &report.checks {
+                let (mark, text) = match outcome {
+                    crate::modules::conformance::Outcome::Pass(t) => ("ok  ", t),
+                    crate::modules::conformance::Outcome::Fail(t) => ("FAIL", t),
+                    crate::modules::conformance::Outcome::Skip(t) => ("skip", t),
+                };
+                println!("  {mark} {name}: {text}");
+            }
+            return Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         _ => {}
     }
@@ -194,9 +237,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::SendSms { .. } | Command::SendEmail { .. } | Command::Mailing { .. } => {
-            unreachable!("handled above")
-        }
+        Command::SendSms { .. }
+        | Command::SendEmail { .. }
+        | Command::Mailing { .. }
+        | Command::Modules {
+            command: ModulesCommand::Conformance { .. },
+        } => unreachable!("handled above"),
         Command::Config { json } => {
             let shown = loaded.describe();
             if json {

@@ -2,6 +2,7 @@
 //! the gateway lends them ([`host`]), and calling a started module safely
 //! ([`module`]: off the async runtime, under a time limit).
 
+pub mod conformance;
 pub mod host;
 pub mod loader;
 pub mod module;

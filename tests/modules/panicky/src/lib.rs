@@ -2,9 +2,12 @@
 //! naming the module and never ends the gateway.
 //!
 //! - `send` panics when the text contains `panic`, and succeeds otherwise;
-//! - `new` (creating the provider) panics when the blob is `panic`.
+//! - `new` (creating the provider) panics when the blob is `panic`;
+//! - `parse_callback` always panics, as a sloppy `unwrap()` on a callback body would.
 
-use plugin_api::{export_sms_module, Host, ModuleError, OutboundSms, SmsModule, Step};
+use plugin_api::{
+    export_sms_module, CallbackReply, CallbackRequest, Host, ModuleError, OutboundSms, SmsModule, Step,
+};
 
 pub struct Panicky;
 
@@ -31,6 +34,12 @@ impl SmsModule for Panicky {
         Ok(Step::Done {
             result: format!("panicky-{}", sms.id).into(),
         })
+    }
+
+    fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackReply, ModuleError> {
+        let text = std::str::from_utf8(&request.body).unwrap();
+        let value: u32 = text.parse().unwrap();
+        panic!("parsed {value}, and panics anyway");
     }
 }
 
