@@ -331,3 +331,20 @@ fn gateway_modules_check_reports_a_bad_blob_with_the_key() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_new_build_shipped_in_place_of_a_loaded_module_is_what_loads_next() {
+    // Regression: the dynamic loader keeps a library per path for the life of the
+    // process, so loading libecho.so again after the file was replaced gave back the
+    // old code. Here the replacement is another module's build, which must be seen.
+    let dir = modules_dir_with(&["echo"]);
+    let first = modules::load(dir.path(), &name("echo")).unwrap();
+    assert_eq!(first.info().name, "echo");
+    std::fs::copy(build_dir().join("libfile.so"), dir.path().join("libecho.so")).unwrap();
+    let error = modules::load(dir.path(), &name("echo")).unwrap_err();
+    assert!(error.to_string().contains("calls itself `file`"), "{error}");
+    // The first library still works: what was loaded stays loaded.
+    let module = Module::start(&first, "", Duration::from_secs(5)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert!(runtime.block_on(module.send(sms("after", "hi"))).is_ok());
+}

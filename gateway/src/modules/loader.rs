@@ -5,11 +5,14 @@
 //! who configured it. Libraries are loaded through abi_stable's library header (not
 //! `RootModule::load_from_file`, which caches the first module of a type per process),
 //! so that several different modules can live in one process. abi_stable never
-//! unloads a library: a module loaded once stays mapped until the process exits.
+//! unloads a library: a module loaded once stays mapped until the process exits, and
+//! a new version of a module shipped in place of the old file is loaded from a copy
+//! named after its contents (see [`private_copy`]).
 
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use abi_stable::{
@@ -17,6 +20,7 @@ use abi_stable::{
     std_types::RResult,
 };
 use plugin_api::{Host, ModuleError, ModuleRootRef, Provider_TO, PLUGIN_API_VERSION};
+use sha2::{Digest, Sha256};
 
 use crate::settings::ModuleName;
 
@@ -166,7 +170,12 @@ pub fn load(dir: &Path, name: &ModuleName) -> Result<Library, LoadError> {
 
 /// Loads the module library at `path`, whatever its name.
 pub fn load_path(path: &Path) -> Result<Library, LoadError> {
-    let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
+    let copy = private_copy(path)?;
+    let header = lib_header_from_path(&copy).map_err(|e| classify(path, e));
+    // Mapped (or refused): the copy's name stays known to the dynamic loader, the file
+    // is no longer needed.
+    let _ = std::fs::remove_file(&copy);
+    let header = header?;
     let plugin_api = header.version_strings().version.to_string();
     let root = header
         .init_root_module::<ModuleRootRef>()
@@ -179,6 +188,51 @@ pub fn load_path(path: &Path) -> Result<Library, LoadError> {
         path: path.to_path_buf(),
     };
     Ok(Library { info, root })
+}
+
+/// A copy of the library at `path`, named after its contents, in a directory private
+/// to this process, for the dynamic loader to open.
+///
+/// The loader keeps a library for the life of the process under the path it was opened
+/// by (and abi_stable never unloads one), so opening `libacme.so` again after a provider
+/// shipped a new version in its place would give the old code back. Named after its
+/// bytes, a new version is a new file; the same bytes are the same file, loaded once.
+fn private_copy(path: &Path) -> Result<PathBuf, LoadError> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR
+        .get_or_init(|| {
+            tempfile::Builder::new()
+                .prefix("gateway-modules-")
+                .tempdir()
+                .map(|dir| dir.keep())
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|reason| LoadError::NotALibrary {
+            path: path.to_path_buf(),
+            reason: format!("cannot make a private directory to load modules from: {reason}"),
+        })?;
+    let bytes = std::fs::read(path).map_err(|e| LoadError::NotALibrary {
+        path: path.to_path_buf(),
+        reason: format!("cannot read it: {e}"),
+    })?;
+    let digest: String = Sha256::digest(&bytes)[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let copy = dir.join(format!("{digest}-{name}"));
+    let partial = dir.join(format!(".{digest}-{name}.partial"));
+    std::fs::write(&partial, &bytes)
+        .and_then(|()| std::fs::rename(&partial, &copy))
+        .map_err(|e| LoadError::NotALibrary {
+            path: path.to_path_buf(),
+            reason: format!("cannot copy it to {}: {e}", dir.display()),
+        })?;
+    Ok(copy)
 }
 
 /// Every file in `dir` that looks like a module library (by its name), loaded or with
