@@ -12,6 +12,8 @@
 
 use std::{collections::VecDeque, sync::Arc, time::SystemTime};
 
+use tokio::task::JoinSet;
+
 use lettre::address::Envelope;
 
 use super::{
@@ -77,16 +79,40 @@ struct Ready {
 /// Delivers `batch` over one connection (occasionally a second, after a 5xx that made
 /// the server close the first), and records every e-mail's outcome.
 pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
+    // The outcome of each e-mail is recorded while the next ones go out (a commit per
+    // e-mail in between would cost the connection an fsync each); the batch ends only
+    // once every outcome is durable, so a graceful stop never releases an e-mail that
+    // was sent.
+    let mut records = JoinSet::new();
+    send_batch(&app, &live, batch, &mut records).await;
+    while records.join_next().await.is_some() {}
+}
+
+/// Records an outcome in the background of the batch.
+fn record(records: &mut JoinSet<()>, app: &Arc<App>, id: &str, outcome_of: Outcome) {
+    let (app, id) = (app.clone(), id.to_string());
+    records.spawn(async move {
+        let result = match outcome_of {
+            Outcome::Sent(reply) => app.store.mark_sent(&id, &app.lease_owner, Some(reply)).await,
+            Outcome::Failed(reason) => app.store.mark_failed(&id, &app.lease_owner, &reason).await,
+        };
+        outcome(result, &id);
+    });
+}
+
+enum Outcome {
+    Sent(String),
+    Failed(String),
+}
+
+async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, records: &mut JoinSet<()>) {
     let mut pending: VecDeque<Ready> = VecDeque::new();
     for leased in batch {
         match prepare(&leased) {
             Ok(ready) => pending.push_back(ready),
             Err(reason) => {
                 tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
-                outcome(
-                    app.store.mark_failed(&leased.id, &app.lease_owner, &reason).await,
-                    &leased.id,
-                );
+                record(records, app, &leased.id, Outcome::Failed(reason));
             }
         }
     }
@@ -105,7 +131,7 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
                 Err(error) => {
                     tracing::warn!(server = %target.address(), %error, "cannot open an SMTP connection");
                     pending.push_front(email);
-                    requeue(&app, &live, pending, &error, None).await;
+                    requeue(app, live, pending, &error, None).await;
                     return;
                 }
             },
@@ -118,12 +144,7 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
             Ok(reply) => {
                 metrics.sent.get_or_create(&labels).inc();
                 tracing::debug!(message_id = %email.id, reply = %reply_text(&reply), "e-mail sent");
-                outcome(
-                    app.store
-                        .mark_sent(&email.id, &app.lease_owner, Some(reply_text(&reply)))
-                        .await,
-                    &email.id,
-                );
+                record(records, app, &email.id, Outcome::Sent(reply_text(&reply)));
                 reconnect_allowed = false;
                 session = Some(current);
             }
@@ -131,10 +152,7 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
                 let reason = describe(&error);
                 metrics.failed.get_or_create(&labels).inc();
                 tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
-                outcome(
-                    app.store.mark_failed(&email.id, &app.lease_owner, &reason).await,
-                    &email.id,
-                );
+                record(records, app, &email.id, Outcome::Failed(reason));
                 reconnect_allowed = true;
                 if current.session().is_usable() {
                     session = Some(current);
@@ -154,7 +172,7 @@ pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
                 current.session().abort().await;
                 let attempted = email.id.clone();
                 pending.push_front(email);
-                requeue(&app, &live, pending, &error, Some(&attempted)).await;
+                requeue(app, live, pending, &error, Some(&attempted)).await;
                 return;
             }
         }
