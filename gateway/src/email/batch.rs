@@ -12,7 +12,7 @@
 
 use std::{collections::VecDeque, sync::Arc, time::SystemTime};
 
-use tokio::task::JoinSet;
+use tokio::{sync::OwnedSemaphorePermit, task::JoinSet};
 
 use lettre::address::Envelope;
 
@@ -78,13 +78,18 @@ struct Ready {
 
 /// Delivers `batch` over one connection (occasionally a second, after a 5xx that made
 /// the server close the first), and records every e-mail's outcome.
-pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>) {
+///
+/// `connection` is the engine's permission to hold one connection open: it is given
+/// back as soon as this batch's connection is closed, before the outcomes are durable,
+/// so the next batch can connect meanwhile.
+pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>, connection: OwnedSemaphorePermit) {
     // The outcome of each e-mail is recorded while the next ones go out (a commit per
     // e-mail in between would cost the connection an fsync each); the batch ends only
     // once every outcome is durable, so a graceful stop never releases an e-mail that
     // was sent.
     let mut records = JoinSet::new();
     send_batch(&app, &live, batch, &mut records).await;
+    drop(connection);
     while records.join_next().await.is_some() {}
 }
 

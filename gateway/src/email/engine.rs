@@ -7,60 +7,90 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::task::JoinSet;
+use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::batch;
-use crate::{app::App, store::Channel};
+use crate::{
+    app::{App, Live},
+    store::{Channel, Leased},
+};
 
 /// How often an idle engine looks for retries that came due.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// Runs until `stop` is cancelled, then lets the batches in flight finish.
+///
+/// A semaphore of `connections()` permits bounds the connections open at once; a batch
+/// gives its permit back as soon as its connection is closed. The next batch is leased
+/// while the engine waits for a permit, so a connection that closes is followed at
+/// once by the next one.
 pub async fn run(app: Arc<App>, stop: CancellationToken) {
     let mut batches = JoinSet::new();
+    let mut slots: Option<(u32, Arc<Semaphore>)> = None;
+    let mut next: Option<(Arc<Live>, Vec<Leased>)> = None;
     while !stop.is_cancelled() {
         while batches.try_join_next().is_some() {}
         let live = app.live();
         let limits = live.settings.email.limits;
-        if batches.len() >= limits.connections() as usize {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = batches.join_next() => continue,
-            }
-        }
-        let email = &live.settings.email;
-        let lease_for = email.connect_timeout
-            + email.command_timeout * (4 + 4 * limits.batch_size())
-            + Duration::from_secs(30);
-        let leased = match app
-            .store
-            .lease(
-                Channel::Email,
-                limits.batch_size() as usize,
-                &app.lease_owner,
-                lease_for,
-            )
-            .await
-        {
-            Ok(leased) => leased,
-            Err(error) => {
-                tracing::error!(%error, "cannot lease e-mails from the store; retrying in 1 s");
+        if slots.as_ref().map(|(n, _)| *n) != Some(limits.connections()) {
+            // New limits (a reload): the old batches' connections close first, so that
+            // old and new never add up to more than either allows.
+            if slots.is_some() {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = async { while batches.join_next().await.is_some() {} } => {}
                 }
             }
-        };
-        if leased.is_empty() {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = app.email_queued.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-            }
-            continue;
+            let connections = limits.connections();
+            slots = Some((connections, Arc::new(Semaphore::new(connections as usize))));
         }
-        batches.spawn(batch::deliver(app.clone(), live.clone(), leased));
+        let (batch_live, leased) = match next.take() {
+            Some(ready) => ready,
+            None => match lease_batch(&app, &live).await {
+                Ok(leased) if leased.is_empty() => {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = app.email_queued.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                    continue;
+                }
+                Ok(leased) => (live.clone(), leased),
+                Err(error) => {
+                    tracing::error!(%error, "cannot lease e-mails from the store; retrying in 1 s");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            },
+        };
+        let semaphore = slots.as_ref().expect("set above").1.clone();
+        let permit = tokio::select! {
+            // Stopping with a batch in hand: its leases are released with the others.
+            _ = stop.cancelled() => break,
+            permit = semaphore.acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        batches.spawn(batch::deliver(app.clone(), batch_live, leased, permit));
+        // Lease the next batch now, while this one connects.
+        if !stop.is_cancelled() {
+            if let Ok(leased) = lease_batch(&app, &live).await {
+                if !leased.is_empty() {
+                    next = Some((live.clone(), leased));
+                }
+            }
+        }
     }
     while batches.join_next().await.is_some() {}
+}
+
+/// Leases one connection's batch, for long enough that every command of it may time out.
+async fn lease_batch(app: &App, live: &Live) -> Result<Vec<Leased>, crate::store::StoreError> {
+    let email = &live.settings.email;
+    let batch = email.limits.batch_size();
+    let lease_for = email.connect_timeout + email.command_timeout * (4 + 4 * batch) + Duration::from_secs(30);
+    app.store
+        .lease(Channel::Email, batch as usize, &app.lease_owner, lease_for)
+        .await
 }
