@@ -12,7 +12,7 @@
 
 use std::{collections::VecDeque, sync::Arc, time::SystemTime};
 
-use tokio::{sync::OwnedSemaphorePermit, task::JoinSet};
+use tokio::sync::OwnedSemaphorePermit;
 
 use lettre::address::Envelope;
 
@@ -23,7 +23,7 @@ use super::{
 use crate::{
     app::{App, Live},
     metrics::Metrics,
-    store::{Channel, Leased},
+    store::{Channel, Leased, Settled},
 };
 
 /// An open connection, counted in the metrics while it is open.
@@ -83,41 +83,44 @@ struct Ready {
 /// back as soon as this batch's connection is closed, before the outcomes are durable,
 /// so the next batch can connect meanwhile.
 pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>, connection: OwnedSemaphorePermit) {
-    // The outcome of each e-mail is recorded while the next ones go out (a commit per
-    // e-mail in between would cost the connection an fsync each); the batch ends only
-    // once every outcome is durable, so a graceful stop never releases an e-mail that
-    // was sent.
-    let mut records = JoinSet::new();
-    send_batch(&app, &live, batch, &mut records).await;
+    // The outcomes are gathered while the e-mails go out and recorded in one write when
+    // the connection is closed: a commit per e-mail would cost the connection a round
+    // trip to the store each. An e-mail the server accepted is at worst sent again if
+    // the gateway dies before that write (at-least-once). The batch ends only once the
+    // write is durable, so a graceful stop never releases an e-mail that was sent.
+    let mut outcomes = Vec::new();
+    send_batch(&app, &live, batch, &mut outcomes).await;
     drop(connection);
-    while records.join_next().await.is_some() {}
+    if !outcomes.is_empty() {
+        let count = outcomes.len();
+        match app.store.settle_many(&app.lease_owner, outcomes).await {
+            Ok(applied) if applied < count => {
+                tracing::warn!(
+                    lost = count - applied,
+                    "outcomes not recorded: their leases had run out"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "outcomes of a batch not recorded; the leases will run out")
+            }
+        }
+    }
 }
 
-/// Records an outcome in the background of the batch.
-fn record(records: &mut JoinSet<()>, app: &Arc<App>, id: &str, outcome_of: Outcome) {
-    let (app, id) = (app.clone(), id.to_string());
-    records.spawn(async move {
-        let result = match outcome_of {
-            Outcome::Sent(reply) => app.store.mark_sent(&id, &app.lease_owner, Some(reply)).await,
-            Outcome::Failed(reason) => app.store.mark_failed(&id, &app.lease_owner, &reason).await,
-        };
-        outcome(result, &id);
-    });
-}
-
-enum Outcome {
-    Sent(String),
-    Failed(String),
-}
-
-async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, records: &mut JoinSet<()>) {
+async fn send_batch(
+    app: &Arc<App>,
+    live: &Arc<Live>,
+    batch: Vec<Leased>,
+    outcomes: &mut Vec<(String, Settled)>,
+) {
     let mut pending: VecDeque<Ready> = VecDeque::new();
     for leased in batch {
         match prepare(&leased) {
             Ok(ready) => pending.push_back(ready),
             Err(reason) => {
                 tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
-                record(records, app, &leased.id, Outcome::Failed(reason));
+                outcomes.push((leased.id.clone(), Settled::Failed(reason)));
             }
         }
     }
@@ -149,7 +152,7 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, record
             Ok(reply) => {
                 metrics.sent.get_or_create(&labels).inc();
                 tracing::debug!(message_id = %email.id, reply = %reply_text(&reply), "e-mail sent");
-                record(records, app, &email.id, Outcome::Sent(reply_text(&reply)));
+                outcomes.push((email.id.clone(), Settled::Sent(Some(reply_text(&reply)))));
                 reconnect_allowed = false;
                 session = Some(current);
             }
@@ -157,7 +160,7 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, record
                 let reason = describe(&error);
                 metrics.failed.get_or_create(&labels).inc();
                 tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
-                record(records, app, &email.id, Outcome::Failed(reason));
+                outcomes.push((email.id.clone(), Settled::Failed(reason)));
                 reconnect_allowed = true;
                 if current.session().is_usable() {
                     session = Some(current);

@@ -96,6 +96,15 @@ pub trait Store: Send + Sync + 'static {
     /// `lease_owner` still holds it.
     async fn mark_failed(&self, id: &str, lease_owner: &str, error: &str) -> Result<bool, StoreError>;
 
+    /// Records the outcomes of several leased messages at once (one SMTP connection's
+    /// batch), each guarded by `lease_owner` like [`Store::mark_sent`] and
+    /// [`Store::mark_failed`]. Returns how many applied.
+    async fn settle_many(
+        &self,
+        lease_owner: &str,
+        outcomes: Vec<(String, Settled)>,
+    ) -> Result<usize, StoreError>;
+
     /// Gives back one leased message that was never attempted (its batch ended first):
     /// `queued`, due at `due_at`, and the attempt its lease counted is uncounted.
     /// Returns false, changing nothing, unless `lease_owner` still holds it.
@@ -156,6 +165,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records a failed forward; it is due again at `due_at`. Forwards are never given
     /// up: an inbound SMS is never lost because a webhook was down.
     async fn forward_retry(&self, id: &str, due_at: SystemTime, error: &str) -> Result<(), StoreError>;
+}
+
+/// A final outcome, for [`Store::settle_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// `sent`, with the provider's (or SMTP server's) answer.
+    Sent(Option<String>),
+    /// `failed`, with the reason.
+    Failed(String),
 }
 
 /// An inbound SMS to store.

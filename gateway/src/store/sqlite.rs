@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Channel, DeliveryStatus, Enqueued, InboundRecord, Leased, MailingCounts, MessageRecord, NewInbound,
-    NewMailing, NewMessage, QueueDepth, Status, Store, StoreError,
+    NewMailing, NewMessage, QueueDepth, Settled, Status, Store, StoreError,
 };
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -322,6 +322,26 @@ impl Store for SqliteStore {
                 error: error.to_owned(),
             },
         )
+        .await
+    }
+
+    async fn settle_many(
+        &self,
+        lease_owner: &str,
+        outcomes: Vec<(String, Settled)>,
+    ) -> Result<usize, StoreError> {
+        let owner = lease_owner.to_owned();
+        self.write_job(move |conn, now| {
+            let mut applied = 0;
+            for (id, settled) in outcomes {
+                let outcome = match settled {
+                    Settled::Sent(provider_id) => Outcome::Sent { provider_id },
+                    Settled::Failed(error) => Outcome::Failed { error },
+                };
+                applied += usize::from(settle(conn, &id, &owner, &outcome, now)?);
+            }
+            Ok(applied)
+        })
         .await
     }
 
