@@ -274,6 +274,8 @@ impl SmtpTarget {
         let mut session = Session {
             connection,
             command_timeout: self.command_timeout,
+            hello: self.hello.clone(),
+            pipelining: None,
         };
         if self.mode == TlsMode::StartTls {
             if !session.connection.can_starttls() {
@@ -403,6 +405,18 @@ pub fn reply_text(reply: &Response) -> String {
 pub struct Session {
     connection: AsyncSmtpConnection,
     command_timeout: Duration,
+    hello: ClientId,
+    /// Whether the server announced PIPELINING; learnt before the first e-mail.
+    pipelining: Option<bool>,
+}
+
+/// Several commands sent in one write (PIPELINING).
+struct Pipelined(String);
+
+impl fmt::Display for Pipelined {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Session {
@@ -451,18 +465,22 @@ impl Session {
         {
             parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        let result = async {
-            self.command(Stage::MailFrom, Mail::new(envelope.from().cloned(), parameters))
-                .await?;
-            for recipient in envelope.to() {
-                self.command(Stage::RcptTo, Rcpt::new(recipient.clone(), vec![]))
+        let result = if self.pipelining().await? {
+            self.pipelined_envelope(envelope, parameters, bytes).await
+        } else {
+            async {
+                self.command(Stage::MailFrom, Mail::new(envelope.from().cloned(), parameters))
                     .await?;
+                for recipient in envelope.to() {
+                    self.command(Stage::RcptTo, Rcpt::new(recipient.clone(), vec![]))
+                        .await?;
+                }
+                self.command(Stage::Data, Data).await?;
+                let timeout = self.command_timeout;
+                limit(Stage::Data, timeout, self.connection.message(bytes)).await
             }
-            self.command(Stage::Data, Data).await?;
-            let timeout = self.command_timeout;
-            limit(Stage::Data, timeout, self.connection.message(bytes)).await
-        }
-        .await;
+            .await
+        };
         if let Err(error) = &result {
             if error.severity != Severity::Connection && !self.connection.has_broken() {
                 let _ = self
@@ -471,6 +489,75 @@ impl Session {
             }
         }
         result
+    }
+
+    /// Whether the server announced PIPELINING. lettre keeps only the EHLO keywords it
+    /// knows, so the first e-mail of a connection asks again (one round trip, where
+    /// pipelining saves two on every e-mail).
+    async fn pipelining(&mut self) -> Result<bool, SmtpError> {
+        if let Some(known) = self.pipelining {
+            return Ok(known);
+        }
+        let reply = self
+            .command(
+                Stage::MailFrom,
+                lettre::transport::smtp::commands::Ehlo::new(self.hello.clone()),
+            )
+            .await?;
+        let known = reply.message().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+        });
+        self.pipelining = Some(known);
+        Ok(known)
+    }
+
+    /// MAIL, every RCPT and DATA in one write (RFC 2920), then their replies in order,
+    /// then the message. The first refusal is the e-mail's error; every reply is still
+    /// read so that the conversation stays in step.
+    async fn pipelined_envelope(
+        &mut self,
+        envelope: &lettre::address::Envelope,
+        parameters: Vec<lettre::transport::smtp::extension::MailParameter>,
+        bytes: &[u8],
+    ) -> Result<Response, SmtpError> {
+        use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+        let mut commands = Mail::new(envelope.from().cloned(), parameters).to_string();
+        for recipient in envelope.to() {
+            commands.push_str(&Rcpt::new(recipient.clone(), vec![]).to_string());
+        }
+        commands.push_str(&Data.to_string());
+        let timeout = self.command_timeout;
+        let mut refusal = self.command(Stage::MailFrom, Pipelined(commands)).await.err();
+        if refusal
+            .as_ref()
+            .is_some_and(|e| e.severity == Severity::Connection)
+        {
+            return Err(refusal.expect("checked"));
+        }
+        for _ in envelope.to() {
+            if let Err(error) = limit(Stage::RcptTo, timeout, self.connection.read_response()).await {
+                if error.severity == Severity::Connection {
+                    return Err(refusal.unwrap_or(error));
+                }
+                refusal.get_or_insert(error);
+            }
+        }
+        let data = limit(Stage::Data, timeout, self.connection.read_response()).await;
+        match (refusal, data) {
+            (None, Ok(_)) => limit(Stage::Data, timeout, self.connection.message(bytes)).await,
+            (None, Err(error)) => Err(error),
+            (Some(refusal), data) => {
+                // DATA was accepted although part of the envelope was not (another
+                // recipient was taken): any message now would reach that recipient, so
+                // the connection is dropped instead, which discards the transaction.
+                if data.is_ok() {
+                    self.abort().await;
+                }
+                Err(refusal)
+            }
+        }
     }
 
     /// Ends the session politely.
