@@ -68,6 +68,7 @@ class Behaviour:
         self.reply_421_after = args.reply_421_after
         self.drop_after = args.drop_after
         self.reject_rcpt = args.reject_rcpt
+        self.pipelining = args.pipelining
         self.next_session = 1
 
 
@@ -136,6 +137,15 @@ class Handler:
     def __init__(self, behaviour):
         self.behaviour = behaviour
         self.header_parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands one line at a time from a buffered stream, so it
+        # handles pipelined commands in order; it only never says so. Announcing
+        # PIPELINING (RFC 2920) lets a client send MAIL, RCPT and DATA in one write.
+        session.host_name = hostname
+        if self.behaviour.pipelining:
+            responses = responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reject = self.behaviour.reject_rcpt
@@ -214,6 +224,7 @@ def parse_args(argv):
     p.add_argument("--reply-421-after", type=int, metavar="K")
     p.add_argument("--drop-after", type=int, metavar="K")
     p.add_argument("--reject-rcpt", metavar="SUBSTRING")
+    p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920) in EHLO")
     args = p.parse_args(argv)
     if args.tls != "none" and not (args.cert and args.key):
         p.error("--tls starttls|implicit needs --cert and --key")

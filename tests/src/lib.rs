@@ -227,7 +227,7 @@ impl InProcess {
             .await
             .map_err(|e| format!("{e:#}"))
         });
-        let gateway = InProcess {
+        let mut gateway = InProcess {
             url,
             config,
             stop: Some(stop),
@@ -237,13 +237,18 @@ impl InProcess {
         gateway
     }
 
-    async fn wait_healthy(&self) {
+    async fn wait_healthy(&mut self) {
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        // Generous: a loaded CI machine runs many gateways at once.
+        for _ in 0..800 {
             if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
                 if r.status().is_success() {
                     return;
                 }
+            }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let result = self.task.take().unwrap().await;
+                panic!("the gateway at {} stopped while starting: {result:?}", self.url);
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }

@@ -165,6 +165,7 @@ pub struct SmtpServerBuilder {
     reply_421_after: Option<usize>,
     drop_after: Option<usize>,
     reject_rcpt: Option<String>,
+    pipelining: bool,
 }
 
 impl SmtpServerBuilder {
@@ -199,6 +200,13 @@ impl SmtpServerBuilder {
 
     /// RCPT TO addresses containing `substring` get
     /// `550 5.1.1 <addr>: Recipient address rejected: User unknown`.
+    /// Announces PIPELINING (RFC 2920), so a client may send MAIL, RCPT and DATA in one
+    /// write; aiosmtpd handles such pipelined commands in order.
+    pub fn pipelining(mut self) -> Self {
+        self.pipelining = true;
+        self
+    }
+
     pub fn reject_rcpt(mut self, substring: &str) -> Self {
         self.reject_rcpt = Some(substring.to_string());
         self
@@ -249,6 +257,9 @@ impl SmtpServerBuilder {
         }
         if let Some(k) = self.drop_after {
             command.arg("--drop-after").arg(k.to_string());
+        }
+        if self.pipelining {
+            command.arg("--pipelining");
         }
         if let Some(substring) = &self.reject_rcpt {
             command.arg("--reject-rcpt").arg(substring);
@@ -314,6 +325,7 @@ impl SmtpServer {
             reply_421_after: None,
             drop_after: None,
             reject_rcpt: None,
+            pipelining: false,
         }
     }
 

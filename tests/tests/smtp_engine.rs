@@ -67,7 +67,7 @@ fn received(server: &SmtpServer) -> HashMap<String, usize> {
 }
 
 async fn limits_hold(max: u32, threads: u32, per_session: usize, at_once: usize) {
-    let server = SmtpServer::builder().start();
+    let server = SmtpServer::builder().pipelining().start();
     let (_gateway, api) = gateway(email_section(server.port, max, threads, "")).await;
     let (_, counts) = mailing(&api, 1000, &[]).await;
     assert_eq!(counts["sent"], 1000, "{counts}");
@@ -191,7 +191,7 @@ async fn without_the_ca_tls_fails_clearly_and_nothing_goes_in_plaintext() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_says_421_after_a_few_messages_loses_nothing() {
-    let server = SmtpServer::builder().reply_421_after(3).start();
+    let server = SmtpServer::builder().pipelining().reply_421_after(3).start();
     let (_gateway, api) = gateway(email_section(server.port, 100, 5, "")).await;
     let (_, counts) = mailing(&api, 200, &[]).await;
     assert_eq!(counts["sent"], 200, "{counts}");
@@ -204,7 +204,7 @@ async fn a_server_that_says_421_after_a_few_messages_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_drops_the_connection_loses_nothing() {
-    let server = SmtpServer::builder().drop_after(4).start();
+    let server = SmtpServer::builder().pipelining().drop_after(4).start();
     let (_gateway, api) = gateway(email_section(server.port, 100, 5, "")).await;
     let (_, counts) = mailing(&api, 200, &[]).await;
     assert_eq!(counts["sent"], 200, "{counts}");
@@ -214,9 +214,9 @@ async fn a_server_that_drops_the_connection_loses_nothing() {
     assert!(seen.values().all(|n| *n == 1));
 }
 
-#[tokio::test]
-async fn a_recipient_rejected_with_550_fails_that_email_and_the_batch_goes_on() {
-    let server = SmtpServer::builder().reject_rcpt("reject").start();
+async fn a_550_recipient_fails_alone(pipelining: bool) {
+    let builder = SmtpServer::builder().reject_rcpt("reject");
+    let server = if pipelining { builder.pipelining() } else { builder }.start();
     let (_gateway, api) = gateway(email_section(server.port, 100, 5, "")).await;
     let (status, body) = api
         .post(
@@ -241,6 +241,49 @@ async fn a_recipient_rejected_with_550_fails_that_email_and_the_batch_goes_on() 
     );
     server.wait_sessions_closed(1);
     assert_eq!(received(&server).len(), 18);
+}
+
+#[tokio::test]
+async fn a_recipient_rejected_with_550_fails_that_email_and_the_batch_goes_on() {
+    a_550_recipient_fails_alone(false).await;
+}
+
+#[tokio::test]
+async fn with_pipelining_a_550_recipient_also_fails_alone() {
+    a_550_recipient_fails_alone(true).await;
+}
+
+#[tokio::test]
+async fn with_pipelining_one_refused_recipient_of_several_fails_the_email_and_sends_nothing() {
+    let server = SmtpServer::builder().pipelining().reject_rcpt("reject").start();
+    let (_gateway, api) = gateway(email_section(server.port, 100, 5, "")).await;
+    let (_, body) = api
+        .post(
+            "/v1/email",
+            SEND_TOKEN,
+            &json!({ "to": ["ann@example.org", "reject-me@example.org"], "subject": "Hi", "text": "x" }),
+        )
+        .await;
+    let message = api
+        .wait_status(body["id"].as_str().unwrap(), &["sent", "failed"])
+        .await;
+    assert_eq!(message["status"], "failed", "{message}");
+    assert!(message["error"].as_str().unwrap().contains("550"), "{message}");
+    let (_, body) = api
+        .post(
+            "/v1/email",
+            SEND_TOKEN,
+            &json!({ "to": ["bob@example.org"], "subject": "After", "text": "y" }),
+        )
+        .await;
+    let after = api
+        .wait_status(body["id"].as_str().unwrap(), &["sent", "failed"])
+        .await;
+    assert_eq!(after["status"], "sent", "{after}");
+    server.wait_sessions_closed(1);
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1, "nothing reached ann: {messages:?}");
+    assert_eq!(messages[0]["subject"], "After");
 }
 
 #[tokio::test]
