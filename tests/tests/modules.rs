@@ -348,3 +348,16 @@ fn a_new_build_shipped_in_place_of_a_loaded_module_is_what_loads_next() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     assert!(runtime.block_on(module.send(sms("after", "hi"))).is_ok());
 }
+
+#[test]
+fn the_same_module_loaded_from_many_threads_at_once_loads_every_time() {
+    // Regression: concurrent loads of one library raced on its private copy's name.
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(|| modules::load(build_dir(), &name("echo")).map(|l| l.info().name.clone()))
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap().unwrap(), "echo");
+    }
+}

@@ -12,7 +12,7 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
 };
 
 use abi_stable::{
@@ -170,6 +170,10 @@ pub fn load(dir: &Path, name: &ModuleName) -> Result<Library, LoadError> {
 
 /// Loads the module library at `path`, whatever its name.
 pub fn load_path(path: &Path) -> Result<Library, LoadError> {
+    // One load at a time: two loads of the same library would share the copy's name,
+    // and one could remove it while the other opens it.
+    static LOADING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOADING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let copy = private_copy(path)?;
     let header = lib_header_from_path(&copy).map_err(|e| classify(path, e));
     // Mapped (or refused): the copy's name stays known to the dynamic loader, the file
