@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::{
     body::Body,
     extract::{Path, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    http::HeaderMap,
+    response::Response,
     Json,
 };
 use serde::Deserialize;
 
-use super::{authorize, body::read_json, idempotency_key, problem::Problem};
+use super::{accepted, authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
 use crate::{
     app::App,
     email::{
@@ -21,7 +21,7 @@ use crate::{
     },
     metrics::Metrics,
     settings::{Role, Settings},
-    store::{Channel, NewMailing, NewMessage},
+    store::{Channel, NewMailing},
 };
 
 /// Recipients (to, cc and bcc together) one e-mail may have; a mailing has no limit
@@ -144,24 +144,8 @@ pub(super) async fn post_email(
         html: request.html,
     };
     let key = idempotency_key(&app, &headers, caller)?;
-    let message = NewMessage {
-        channel: Channel::Email,
-        payload: serde_json::to_value(&payload).expect("an e-mail payload serialises"),
-        mailing_id: None,
-    };
-    let enqueued = app.store.enqueue(message, key).await.map_err(|error| {
-        tracing::error!(%error, "cannot store an e-mail");
-        Problem::unavailable("the e-mail could not be stored; nothing was accepted, try again")
-    })?;
-    if enqueued.created {
-        tracing::debug!(message_id = %enqueued.id, "e-mail queued");
-        app.metrics
-            .accepted
-            .get_or_create(&Metrics::channel(Channel::Email))
-            .inc();
-        app.email_queued.notify_one();
-    }
-    Ok(accepted(&enqueued.id, "messages"))
+    let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
+    enqueue(&app, Channel::Email, payload, key).await
 }
 
 pub(super) async fn post_mailing(
@@ -207,14 +191,6 @@ pub(super) async fn post_mailing(
         app.email_queued.notify_one();
     }
     Ok(accepted(&enqueued.id, "mailings"))
-}
-
-fn accepted(id: &str, collection: &str) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/{collection}/{id}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
 }
 
 pub(super) async fn get_mailing(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{header, HeaderMap},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Json, Router,
@@ -26,7 +26,7 @@ use crate::{
     app::App,
     metrics::{HttpLabels, Metrics},
     settings::Role,
-    store::Channel,
+    store::{Channel, NewMessage},
 };
 use auth::Caller;
 use problem::Problem;
@@ -129,6 +129,45 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.metrics.encode(),
     )
         .into_response()
+}
+
+/// Stores one message durably and answers 202 with its id, or 503 with nothing stored.
+async fn enqueue(
+    app: &App,
+    channel: Channel,
+    payload: serde_json::Value,
+    key: Option<String>,
+) -> Result<Response, Problem> {
+    let message = NewMessage {
+        channel,
+        payload,
+        mailing_id: None,
+    };
+    let enqueued = app.store.enqueue(message, key).await.map_err(|error| {
+        tracing::error!(%error, %channel, "cannot store a message");
+        Problem::unavailable("the message could not be stored; nothing was accepted, try again")
+    })?;
+    if enqueued.created {
+        tracing::debug!(message_id = %enqueued.id, %channel, "queued");
+        app.metrics
+            .accepted
+            .get_or_create(&Metrics::channel(channel))
+            .inc();
+        match channel {
+            Channel::Sms => app.sms_queued.notify_one(),
+            Channel::Email => app.email_queued.notify_one(),
+        }
+    }
+    Ok(accepted(&enqueued.id, "messages"))
+}
+
+/// 202 with `{"id": …}` and the `Location` of the created resource.
+fn accepted(id: &str, collection: &str) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/{collection}/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 /// Checks the caller's token against the tokens in force.

@@ -2,22 +2,15 @@
 
 use std::sync::Arc;
 
-use axum::{
-    body::Body,
-    extract::State,
-    http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
-    Json,
-};
+use axum::{body::Body, extract::State, http::HeaderMap, response::Response};
 use serde::Deserialize;
 
-use super::{authorize, body::read_json, idempotency_key, problem::Problem};
+use super::{authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
 use crate::{
     app::App,
-    metrics::Metrics,
     settings::{Role, SenderId, Settings},
     sms::{number, SmsPayload},
-    store::{Channel, NewMessage},
+    store::Channel,
 };
 
 /// The longest text accepted: what providers accept as one concatenated SMS.
@@ -72,30 +65,6 @@ pub(super) async fn post_sms(
     let request: SmsRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
     let payload = check(request, &live.settings)?;
     let key = idempotency_key(&app, &headers, caller)?;
-    let message = NewMessage {
-        channel: Channel::Sms,
-        payload: serde_json::to_value(&payload).expect("a payload of strings serialises"),
-        mailing_id: None,
-    };
-    let enqueued = app.store.enqueue(message, key).await.map_err(|error| {
-        tracing::error!(%error, "cannot store an SMS");
-        Problem::unavailable("the message could not be stored; nothing was accepted, try again")
-    })?;
-    if enqueued.created {
-        tracing::debug!(message_id = %enqueued.id, "SMS queued");
-        app.metrics
-            .accepted
-            .get_or_create(&Metrics::channel(Channel::Sms))
-            .inc();
-        app.sms_queued.notify_one();
-    }
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": enqueued.id })),
-    )
-        .into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/messages/{}", enqueued.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    let payload = serde_json::to_value(&payload).expect("a payload of strings serialises");
+    enqueue(&app, Channel::Sms, payload, key).await
 }
