@@ -157,7 +157,7 @@ async fn send_batch(
                 session = Some(current);
             }
             Err(error) if error.severity == Severity::Permanent => {
-                let reason = describe(&error);
+                let reason = error.to_string();
                 metrics.failed.get_or_create(&labels).inc();
                 tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
                 outcomes.push((email.id.clone(), Settled::Failed(reason)));
@@ -227,7 +227,7 @@ async fn requeue(
     attempted: Option<&str>,
 ) {
     let retry = live.settings.email.retry;
-    let reason = describe(error);
+    let reason = error.to_string();
     for email in pending {
         let counts = attempted.is_none_or(|id| id == email.id);
         if !counts {
@@ -259,11 +259,6 @@ async fn requeue(
             );
         }
     }
-}
-
-/// The error as recorded on a message: the stage, the reply code and the server's text.
-fn describe(error: &SmtpError) -> String {
-    error.to_string()
 }
 
 fn outcome(result: Result<bool, crate::store::StoreError>, id: &str) {

@@ -144,7 +144,6 @@ enum Security {
 pub struct SmtpTarget {
     host: String,
     port: u16,
-    mode: TlsMode,
     security: Security,
     credentials: Option<Credentials>,
     connect_timeout: Duration,
@@ -154,7 +153,12 @@ pub struct SmtpTarget {
 
 impl fmt::Debug for SmtpTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SmtpTarget({}:{} {:?})", self.host, self.port, self.mode)
+        let tls = match self.security {
+            Security::Plain => "none",
+            Security::StartTls(_) => "starttls",
+            Security::Implicit { .. } => "implicit",
+        };
+        write!(f, "SmtpTarget({}:{} tls={tls})", self.host, self.port)
     }
 }
 
@@ -231,7 +235,6 @@ impl SmtpTarget {
         Ok(SmtpTarget {
             host: settings.host.clone(),
             port: settings.port,
-            mode: settings.tls,
             security,
             credentials,
             connect_timeout: settings.connect_timeout,
@@ -277,7 +280,7 @@ impl SmtpTarget {
             hello: self.hello.clone(),
             pipelining: None,
         };
-        if self.mode == TlsMode::StartTls {
+        if let Security::StartTls(tls) = &self.security {
             if !session.connection.can_starttls() {
                 session.abort().await;
                 return Err(SmtpError::client(
@@ -286,10 +289,7 @@ impl SmtpTarget {
                     "the server does not offer STARTTLS, and email.tls = \"starttls\" forbids sending in plaintext",
                 ));
             }
-            let Security::StartTls(tls) = self.security.clone() else {
-                unreachable!("STARTTLS mode always has TLS parameters")
-            };
-            let upgrade = session.connection.starttls(tls, &self.hello);
+            let upgrade = session.connection.starttls(tls.clone(), &self.hello);
             limit(Stage::StartTls, self.command_timeout, upgrade).await?;
             on_step(
                 Stage::StartTls,

@@ -3,7 +3,7 @@
 use lettre::{
     address::Envelope,
     message::{header::ContentType, Mailbox, MultiPart, SinglePart},
-    Address, Message,
+    Message,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,11 +116,6 @@ pub fn build(payload: &EmailPayload, id: &str) -> Result<(Envelope, Vec<u8>), Bu
     .map_err(|e| BuildError(e.to_string()))?;
     let envelope = message.envelope().clone();
     Ok((envelope, message.formatted()))
-}
-
-/// The recipients of an envelope, for logs and errors.
-pub fn recipients(envelope: &Envelope) -> Vec<&Address> {
-    envelope.to().iter().collect()
 }
 
 /// `X-Gateway-Id`: the gateway's message id, on every e-mail it sends.
