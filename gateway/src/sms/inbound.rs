@@ -97,11 +97,7 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
             _ => applied.unknown += 1,
         }
     }
-    if applied
-        .inbound
-        .iter()
-        .any(|_| live.settings.sms.inbound_webhook.is_some())
-    {
+    if !applied.inbound.is_empty() && live.settings.sms.inbound_webhook.is_some() {
         app.inbound_received.notify_one();
     }
     Ok(applied)
