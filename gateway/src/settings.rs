@@ -172,6 +172,7 @@ struct RawSms {
     module: String,
     modules_dir: Option<PathBuf>,
     default_country_code: Option<String>,
+    number_check: NumberCheck,
     sender: Option<String>,
     plugin_config: RawBlob,
     inbound_webhook: Option<String>,
@@ -188,6 +189,7 @@ impl Default for RawSms {
             module: "file".into(),
             modules_dir: None,
             default_country_code: None,
+            number_check: NumberCheck::default(),
             sender: None,
             plugin_config: RawBlob::default(),
             inbound_webhook: None,
@@ -404,6 +406,7 @@ pub struct SmsSettings {
     pub module: ModuleName,
     pub modules_dir: PathBuf,
     pub default_country_code: Option<CountryCode>,
+    pub number_check: NumberCheck,
     pub sender: Option<SenderId>,
     /// Handed to the module verbatim.
     pub plugin_config: Secret,
@@ -413,6 +416,18 @@ pub struct SmsSettings {
     /// The longest the gateway waits for a provider's HTTP answer.
     pub http_timeout: Duration,
     pub retry: RetryPolicy,
+}
+
+/// `sms.number_check`: how strictly a phone number is checked before it is accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberCheck {
+    /// In a range that libphonenumber's metadata knows as allocated.
+    #[default]
+    Valid,
+    /// Of a length its country's numbers can have, so that ranges allocated after the
+    /// metadata bundled with the gateway are accepted too.
+    Possible,
 }
 
 /// How often and how late a transient failure is retried.
@@ -796,6 +811,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         module,
         modules_dir,
         default_country_code,
+        number_check: raw.number_check,
         sender,
         plugin_config: Secret::new(plugin_config),
         inbound_webhook: raw.inbound_webhook,
@@ -1036,6 +1052,18 @@ mod tests {
         assert!(SenderId::parse("12345").is_err());
         assert!(err("[sms]\nsender = \"bad sender!\"").starts_with("sms.sender:"));
         assert!(err("[sms]\ndefault_country_code = \"44x\"").starts_with("sms.default_country_code:"));
+    }
+
+    #[test]
+    fn number_check_is_valid_by_default_and_a_bad_value_names_the_key() {
+        assert_eq!(
+            Settings::from_toml("").unwrap().sms.number_check,
+            NumberCheck::Valid
+        );
+        let s = Settings::from_toml("[sms]\nnumber_check = \"possible\"").unwrap();
+        assert_eq!(s.sms.number_check, NumberCheck::Possible);
+        let e = err("[sms]\nnumber_check = \"lenient\"");
+        assert!(e.contains("sms.number_check") && e.contains("`possible`"), "{e}");
     }
 
     #[test]

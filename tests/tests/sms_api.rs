@@ -297,3 +297,52 @@ async fn admin_settings_show_values_and_sources_without_secrets() {
     );
     assert!(!text.contains("sms.jsonl"), "the blob leaked: {text}");
 }
+
+/// Defect 14: the gateway's numbering data (libphonenumber 9.0.33) is frozen while
+/// ranges keep being allocated. 07610 is a UK block it knows in none of +44's regions,
+/// standing in for a range opened since: refused by default, sent with
+/// `sms.number_check = "possible"`, by `POST /v1/sms` and by *Send test* alike.
+#[tokio::test]
+async fn a_number_in_a_range_newer_than_the_metadata_is_accepted_with_possible() {
+    let newer = json!({ "to": "07610 123456", "text": "hello from a new range" });
+
+    let (strict, api) = file_gateway().await;
+    for path in ["/v1/sms", "/v1/admin/sms/test"] {
+        let (status, body) = api.post(path, ADMIN_TOKEN, &newer).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["field"], "to", "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("sms.number_check"),
+            "the refusal says how to accept such numbers: {body}"
+        );
+    }
+    assert!(sms_lines(&strict.config.sms_file()).is_empty());
+
+    let lenient = InProcess::start(TestConfig::new("file", None, "number_check = \"possible\"", "")).await;
+    let api = Api::new(&lenient.url);
+    let (status, body) = api.post("/v1/sms", SEND_TOKEN, &newer).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap();
+    api.wait_status(id, &["sent"]).await;
+    let (status, test) = api.post("/v1/admin/sms/test", ADMIN_TOKEN, &newer).await;
+    assert_eq!(status, 200, "{test}");
+    assert_eq!(test["to"], "+447610123456");
+
+    let lines = sms_lines(&lenient.config.sms_file());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["to"], "+447610123456", "{line}");
+    }
+    assert!(lines.iter().any(|l| l["id"] == id));
+
+    // A length no +44 number has is still refused.
+    let (status, body) = api
+        .post(
+            "/v1/sms",
+            SEND_TOKEN,
+            &json!({ "to": "07610 1234", "text": "hi" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "to", "{body}");
+}

@@ -27,8 +27,12 @@ pub(super) struct SmsRequest {
 
 /// Checks a request into the payload that is queued or sent.
 pub(super) fn check(request: SmsRequest, settings: &Settings) -> Result<SmsPayload, Problem> {
-    let to = number::normalize(&request.to, settings.sms.default_country_code)
-        .map_err(|e| Problem::invalid("to", e.to_string()))?;
+    let to = number::normalize(
+        &request.to,
+        settings.sms.default_country_code,
+        settings.sms.number_check,
+    )
+    .map_err(|e| Problem::invalid("to", e.to_string()))?;
     if request.text.trim().is_empty() {
         return Err(Problem::invalid("text", "is empty"));
     }

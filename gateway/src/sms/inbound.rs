@@ -41,8 +41,9 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
                 provider_id,
             }) => {
                 let country = live.settings.sms.default_country_code;
-                let sender = e164_or_as_given(&from, country);
-                let recipient = e164_or_as_given(&to, country);
+                let check = live.settings.sms.number_check;
+                let sender = e164_or_as_given(&from, country, check);
+                let recipient = e164_or_as_given(&to, country, check);
                 let stored = app
                     .store
                     .store_inbound(NewInbound {
@@ -106,12 +107,16 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
 /// A provider's number in E.164 when it can be: national numbers take the default
 /// country code, and bare international digits (`447911123456`, as several providers
 /// send them) get their `+`. An alphanumeric sender stays as it is.
-fn e164_or_as_given(number: &str, country: Option<crate::settings::CountryCode>) -> String {
-    number::normalize(number, country)
+fn e164_or_as_given(
+    number: &str,
+    country: Option<crate::settings::CountryCode>,
+    check: crate::settings::NumberCheck,
+) -> String {
+    number::normalize(number, country, check)
         .or_else(|error| {
             let digits = number.trim();
             if digits.len() > 8 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                number::normalize(&format!("+{digits}"), None)
+                number::normalize(&format!("+{digits}"), None, check)
             } else {
                 Err(error)
             }
