@@ -12,7 +12,6 @@ use axum::{
     Json,
 };
 use plugin_api::{CallbackRequest, Header};
-use serde::Deserialize;
 
 use super::{authorize, problem::Problem};
 use crate::{app::App, settings::Role, sms::inbound};
@@ -67,33 +66,56 @@ pub(super) async fn callback(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct Page {
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
+/// The query of `GET /v1/inbound`.
+#[derive(Debug, PartialEq, Eq)]
+struct Page {
+    limit: usize,
     before: Option<String>,
+}
+
+impl Page {
+    /// Reads `limit` and `before` from the query's pairs. Done here rather than by
+    /// `Query<T>`, whose rejection is a plain-text 400: a bad parameter is a
+    /// problem+json 422 naming it, as for a body field.
+    fn parse(pairs: Vec<(String, String)>) -> Result<Page, Problem> {
+        let mut page = Page {
+            limit: 50,
+            before: None,
+        };
+        let mut seen = Vec::new();
+        for (name, value) in pairs {
+            if seen.contains(&name) && (name == "limit" || name == "before") {
+                return Err(Problem::invalid(name, "is given more than once"));
+            }
+            match name.as_str() {
+                "limit" => {
+                    page.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|limit| (1..=1000).contains(limit))
+                        .ok_or_else(|| Problem::invalid("limit", "must be a whole number from 1 to 1000"))?;
+                }
+                "before" => page.before = Some(value),
+                _ => {}
+            }
+            seen.push(name);
+        }
+        Ok(page)
+    }
 }
 
 /// `GET /v1/inbound?limit=50&before=ID`: inbound SMS, newest first.
 pub(super) async fn list_inbound(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(page): Query<Page>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     authorize(&app, &headers, Role::Send)?;
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid("limit", "must be 1 to 1000"));
-    }
-    let items = app
-        .store
-        .list_inbound(limit, page.before)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "cannot list inbound SMS");
-            Problem::unavailable("the store cannot be read now; try again")
-        })?;
+    let Page { limit, before } = Page::parse(query)?;
+    let items = app.store.list_inbound(limit, before).await.map_err(|error| {
+        tracing::error!(%error, "cannot list inbound SMS");
+        Problem::unavailable("the store cannot be read now; try again")
+    })?;
     let next = (items.len() == limit)
         .then(|| items.last().map(|r| r.id.clone()))
         .flatten();
@@ -107,4 +129,47 @@ pub(super) async fn list_inbound(
         })
         .collect();
     Ok(Json(serde_json::json!({ "items": items, "next": next })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
+        query
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_defaults_to_fifty_and_reads_its_parameters() {
+        assert_eq!(
+            Page::parse(vec![]).unwrap(),
+            Page {
+                limit: 50,
+                before: None
+            }
+        );
+        assert_eq!(
+            Page::parse(pairs(&[("limit", "1000"), ("before", "01ab"), ("other", "x")])).unwrap(),
+            Page {
+                limit: 1000,
+                before: Some("01ab".into())
+            }
+        );
+    }
+
+    /// Defect 7: `?limit=null` got axum's plain-text 400, which the document does not
+    /// list; every bad `limit` is now the documented 422 naming it.
+    #[test]
+    fn a_malformed_limit_is_a_422_naming_limit_not_a_plain_text_400() {
+        for bad in ["null", "", "0", "1001", "-1", "1.5", "ten"] {
+            let problem = Page::parse(pairs(&[("limit", bad)])).unwrap_err();
+            assert_eq!(problem.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert_eq!(problem.field.as_deref(), Some("limit"), "{bad}");
+        }
+        let twice = Page::parse(pairs(&[("limit", "5"), ("limit", "5")])).unwrap_err();
+        assert_eq!(twice.field.as_deref(), Some("limit"));
+    }
 }
