@@ -85,8 +85,9 @@ pub struct App {
     pub email_queued: Notify,
     /// Woken when an inbound SMS waits to be forwarded.
     pub inbound_received: Notify,
-    /// This process's lease owner name: unique per process.
-    pub lease_owner: String,
+    /// This gateway's name on the leases it takes (unique per process), so that a
+    /// graceful stop releases its own. Each lease also has a token of its own.
+    pub gateway_id: String,
     pub metrics: Arc<Metrics>,
     /// The settings in force, as loaded: what a reload compares against. Also held
     /// while a reload runs, so that reloads happen one at a time.
@@ -137,7 +138,7 @@ impl App {
             sms_queued: Notify::new(),
             email_queued: Notify::new(),
             inbound_received: Notify::new(),
-            lease_owner: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+            gateway_id: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             loaded: tokio::sync::Mutex::new(loaded),
             metrics,
         })

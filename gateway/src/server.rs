@@ -100,7 +100,7 @@ pub async fn run(
     if finished.is_err() {
         tracing::warn!(grace = ?grace, "work still in flight after the grace period; leaving it to the next start");
     }
-    match app.store.release_leases(&app.lease_owner).await {
+    match app.store.release_leases(&app.gateway_id).await {
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "released leases of unfinished messages"),
         Err(error) => tracing::error!(%error, "cannot release leases; they will run out on their own"),

@@ -8,31 +8,32 @@
 //! A message's life:
 //!
 //! ```text
-//!  enqueue / create_mailing          lease                 mark_sent            delivery report
+//!  enqueue / create_mailing          lease              settle: Sent          delivery report
 //!  ───────────────────────► queued ────────► sending ──────────────────► sent ─────────────────► delivered
 //!                             ▲                │  │                                            └─► undelivered
-//!                             │  mark_retry,   │  │ mark_failed
-//!                             └─release_leases─┘  └────────────► failed
+//!                             │ settle: Retry, │  │ settle: Failed
+//!                             │ GiveBack;      │  └────────────────► failed
+//!                             └─release_leases─┘
 //! ```
 //!
 //! - **Durability.** Every write returns only once it is committed and on disk. Writers are
 //!   batched: many concurrent callers share one transaction and one fsync (group commit).
 //! - **Leases.** A worker leases due messages for a while (`lease_for`); a lease that runs out
-//!   (a crashed or hung worker) makes the message due again for any worker. Outcomes name the
-//!   lease owner and apply only while that owner still holds the message, so a worker that
-//!   lost its lease cannot overwrite the state its successor records. Owners must therefore
-//!   be unique per worker (for instance host, process id, worker number and a random part).
+//!   (a crashed or hung worker) makes the message due again. Each lease has its own token,
+//!   and an outcome applies only with the token of the lease in force ([`lease`]).
 //! - **Idempotency.** An idempotency key maps to one message (or one mailing) forever: the
 //!   same key returns the same id with `created: false` and stores nothing.
 //! - **What this is not.** The store does not interpret payloads (JSON the API and the
 //!   workers agree on), compute backoff, or purge old rows.
 
+pub mod lease;
 mod sqlite;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
 pub use sqlite::SqliteStore;
 
 /// The queue as the API and the delivery workers see it.
@@ -58,62 +59,38 @@ pub trait Store: Send + Sync + 'static {
         idempotency_key: Option<String>,
     ) -> Result<Enqueued, StoreError>;
 
-    /// Leases up to `limit` due messages of `channel` to `lease_owner` for `lease_for`, oldest
-    /// due first.
+    /// Leases up to `limit` due messages of `channel` for `lease_for`, oldest due first,
+    /// each with a token of its own (see [`lease`]). `owner` names this gateway, so that
+    /// [`Store::release_leases`] finds its leases when it stops.
     ///
     /// Due means `queued` with its due time passed, or `sending` under a lease that ran out.
     /// Each leased message becomes `sending` and counts one more attempt. No message is
-    /// leased to two owners while a lease on it is still valid.
+    /// leased twice while a lease on it is still valid.
     async fn lease(
         &self,
         channel: Channel,
         limit: usize,
-        lease_owner: &str,
+        owner: &str,
         lease_for: Duration,
     ) -> Result<Vec<Leased>, StoreError>;
 
-    /// Records that the message was handed to the provider: `sending` → `sent`.
+    /// Ends leases with their outcomes, and says for each (in order) whether it applied:
+    /// a settlement applies only while its token's lease still holds the message, so a
+    /// stale one changes nothing and answers false.
     ///
-    /// Returns false, changing nothing, unless `lease_owner` still holds the message.
-    async fn mark_sent(
-        &self,
-        id: &str,
-        lease_owner: &str,
-        provider_id: Option<String>,
-    ) -> Result<bool, StoreError>;
+    /// Settlements are the one write that must not be lost once a message may have
+    /// reached its provider: one that cannot be written now (a full disk, an I/O error) is
+    /// kept and written again, ahead of any new lease, until it lands. The call returns
+    /// once it has, or with [`StoreError::WriterStopped`] if the store is closed first.
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<bool>, StoreError>;
 
-    /// Puts the message back in the queue, due at `due_at`, with the error that made this
-    /// attempt fail. Returns false, changing nothing, unless `lease_owner` still holds it.
-    async fn mark_retry(
-        &self,
-        id: &str,
-        lease_owner: &str,
-        due_at: SystemTime,
-        error: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Fails the message for good with `error`. Returns false, changing nothing, unless
-    /// `lease_owner` still holds it.
-    async fn mark_failed(&self, id: &str, lease_owner: &str, error: &str) -> Result<bool, StoreError>;
-
-    /// Records the outcomes of several leased messages at once (one SMTP connection's
-    /// batch), each guarded by `lease_owner` like [`Store::mark_sent`] and
-    /// [`Store::mark_failed`]. Returns how many applied.
-    async fn settle_many(
-        &self,
-        lease_owner: &str,
-        outcomes: Vec<(String, Settled)>,
-    ) -> Result<usize, StoreError>;
-
-    /// Gives back one leased message that was never attempted (its batch ended first):
-    /// `queued`, due at `due_at`, and the attempt its lease counted is uncounted.
-    /// Returns false, changing nothing, unless `lease_owner` still holds it.
-    async fn give_back(&self, id: &str, lease_owner: &str, due_at: SystemTime) -> Result<bool, StoreError>;
-
-    /// Gives back every message leased by `lease_owner` (on a graceful shutdown): they become
+    /// Gives back every message leased by `owner` (on a graceful shutdown): they become
     /// `queued` and due now, and the attempt they were counted for is uncounted, since it
     /// never happened. Returns how many were released.
-    async fn release_leases(&self, lease_owner: &str) -> Result<u64, StoreError>;
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Whether the store can take writes now: what `GET /readyz` reports.
+    fn health(&self) -> StoreHealth;
 
     /// Ends every lease now, keeping the attempts they counted (an SMS may have reached
     /// its provider before the holder died). For a store only one gateway uses, such as
@@ -165,15 +142,6 @@ pub trait Store: Send + Sync + 'static {
     /// Records a failed forward; it is due again at `due_at`. Forwards are never given
     /// up: an inbound SMS is never lost because a webhook was down.
     async fn forward_retry(&self, id: &str, due_at: SystemTime, error: &str) -> Result<(), StoreError>;
-}
-
-/// A final outcome, for [`Store::settle_many`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settled {
-    /// `sent`, with the provider's (or SMTP server's) answer.
-    Sent(Option<String>),
-    /// `failed`, with the reason.
-    Failed(String),
 }
 
 /// An inbound SMS to store.
@@ -347,20 +315,6 @@ pub struct Enqueued {
     pub created: bool,
 }
 
-/// A message handed to a delivery worker by [`Store::lease`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leased {
-    pub id: String,
-    /// The message's payload, JSON text as it was queued.
-    pub payload: String,
-    /// Attempts so far, this one included (1 on the first lease).
-    pub attempts: u32,
-    /// The mailing the message belongs to, if any.
-    pub mailing_id: Option<String>,
-    /// The mailing's shared payload (JSON text), when the message belongs to a mailing.
-    pub mailing_payload: Option<String>,
-}
-
 /// A message as stored, for the status API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
@@ -373,7 +327,7 @@ pub struct MessageRecord {
     pub attempts: u32,
     /// When the message is (or was) next due for a worker.
     pub due_at: SystemTime,
-    /// The worker holding the message while it is `sending`.
+    /// The gateway holding the message while it is `sending`.
     pub lease_owner: Option<String>,
     /// When that worker's lease runs out.
     pub lease_expires_at: Option<SystemTime>,
@@ -407,6 +361,15 @@ pub struct MailingCounts {
     pub sending: u64,
     pub sent: u64,
     pub failed: u64,
+}
+
+/// Whether the store can take writes, for readiness checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StoreHealth {
+    /// False since a write failed (a full disk, an I/O error), until one succeeds again.
+    pub writable: bool,
+    /// Outcomes of attempts made that wait to be written again.
+    pub pending_settlements: usize,
 }
 
 /// What went wrong in the store.
