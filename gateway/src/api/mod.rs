@@ -48,6 +48,7 @@ macro_rules! routes {
 
 routes! {
     get "/healthz" => healthz,
+    get "/readyz" => readyz,
     get "/metrics" => metrics,
     get "/openapi.json" => openapi,
     post "/v1/sms" => sms::post_sms,
@@ -78,6 +79,21 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /readyz`: whether this gateway should be sent traffic. Not while its store
+/// cannot write (a full disk): every message would be refused with a 503, and outcomes of
+/// messages already sent are waiting to be written. `/healthz` stays the liveness check:
+/// the process is fine and recovers by itself once the store can write again.
+async fn readyz(State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    let health = app.store.health();
+    if !health.writable {
+        return Err(Problem::unavailable(format!(
+            "the queue store cannot write (a full disk, an I/O error); {} outcomes wait to be written",
+            health.pending_settlements
+        )));
+    }
+    Ok(Json(serde_json::json!({ "status": "ready" })).into_response())
 }
 
 async fn openapi() -> Response {

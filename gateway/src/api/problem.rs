@@ -7,6 +7,9 @@ use axum::{
 };
 use serde::Serialize;
 
+/// The `Retry-After` of every 503.
+const UNAVAILABLE_RETRY_AFTER_SECONDS: &str = "5";
+
 /// An HTTP error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -151,6 +154,14 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // What a 503 means here passes in seconds (a full disk freed, a store back):
+            // a client or a load balancer tries again then, not at once and not never.
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
