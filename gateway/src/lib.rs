@@ -14,3 +14,4 @@ pub mod server;
 pub mod settings;
 pub mod sms;
 pub mod store;
+pub mod time;

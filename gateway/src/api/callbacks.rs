@@ -100,7 +100,7 @@ pub(super) async fn list_inbound(
     let items: Vec<serde_json::Value> = items
         .into_iter()
         .map(|record| {
-            let received_at = super::rfc3339(record.received_at);
+            let received_at = crate::time::rfc3339(record.received_at);
             let mut value = serde_json::to_value(record).expect("a record serialises");
             value["received_at"] = received_at.into();
             value

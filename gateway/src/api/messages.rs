@@ -1,6 +1,6 @@
 //! `GET /v1/messages/{id}`: where a message stands.
 
-use std::{sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use axum::{
     extract::{Path, State},
@@ -14,6 +14,7 @@ use crate::{
     app::App,
     settings::Role,
     store::{Channel, MessageRecord, Status},
+    time::rfc3339,
 };
 
 #[derive(Debug, Serialize)]
@@ -30,10 +31,6 @@ pub(super) struct MessageView {
     mailing_id: Option<String>,
     created_at: String,
     updated_at: String,
-}
-
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
 }
 
 impl From<MessageRecord> for MessageView {

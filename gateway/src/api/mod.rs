@@ -31,8 +31,6 @@ use crate::{
 use auth::Caller;
 use problem::Problem;
 
-pub use messages::rfc3339;
-
 /// Declares the routes once: [`ROUTES`] (method, path) for the OpenAPI check, and the
 /// function that adds them to a router, so that the two cannot differ.
 macro_rules! routes {

@@ -160,7 +160,7 @@ async fn forward_one(app: &App, live: &Live, record: InboundRecord) {
         "text": record.text,
         "module": record.module,
         "provider_id": record.provider_id,
-        "received_at": crate::api::rfc3339(record.received_at),
+        "received_at": crate::time::rfc3339(record.received_at),
     });
     let result = match live.http.post_json(&url, &body).await {
         Ok(status) if (200..300).contains(&status) => app.store.forward_done(&record.id).await,
