@@ -350,16 +350,7 @@ async fn a_graceful_stop_halfway_through_a_mailing_sends_every_email_once() {
     let config = TestConfig::new("file", None, "", &email_section(server.port, 100, 5, ""));
     let gateway = e2e::GatewayProcess::start(&config).await;
     let api = Api::new(&gateway.url);
-    let recipients: Vec<String> = (0..1000).map(|i| format!("user{i}@example.org")).collect();
-    let (status, body) = api
-        .post(
-            "/v1/mailings",
-            SEND_TOKEN,
-            &json!({ "subject": "News", "text": "Hello", "recipients": recipients }),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let id = body["id"].as_str().unwrap().to_string();
+    let id = post_mailing(&api, 1000).await;
     loop {
         let (_, counts) = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
         if counts["sent"].as_u64().unwrap() >= 300 {
@@ -375,16 +366,7 @@ async fn a_graceful_stop_halfway_through_a_mailing_sends_every_email_once() {
     assert!(gateway.wait().success(), "a graceful stop exits 0");
 
     let restarted = e2e::GatewayProcess::start(&config).await;
-    let api = Api::new(&restarted.url);
-    let mut counts = serde_json::Value::Null;
-    for _ in 0..600 {
-        counts = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await.1;
-        if counts["sent"] == 1000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(counts["sent"], 1000, "{counts}");
+    wait_all_sent(&Api::new(&restarted.url), &id, 1000).await;
     server.wait_sessions_closed(1);
     let seen = received(&server);
     assert_eq!(seen.len(), 1000);
@@ -404,16 +386,7 @@ async fn a_kill_9_during_a_mailing_sends_again_only_the_emails_of_its_last_momen
     let config = TestConfig::new("file", None, "", &email_section(server.port, 1000, 2, ""));
     let gateway = e2e::GatewayProcess::start(&config).await;
     let api = Api::new(&gateway.url);
-    let recipients: Vec<String> = (0..RECIPIENTS).map(|i| format!("user{i}@example.org")).collect();
-    let (status, body) = api
-        .post(
-            "/v1/mailings",
-            SEND_TOKEN,
-            &json!({ "subject": "News", "text": "Hello", "recipients": recipients }),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let id = body["id"].as_str().unwrap().to_string();
+    let id = post_mailing(&api, RECIPIENTS).await;
     // Kill it mid-flight: connections open, e-mails being accepted.
     server.wait_until(|events| e2e::smtp::messages(events).len() >= 300);
     gateway.signal(libc::SIGKILL);
@@ -421,16 +394,7 @@ async fn a_kill_9_during_a_mailing_sends_again_only_the_emails_of_its_last_momen
     let before_restart = received(&server).len();
 
     let restarted = e2e::GatewayProcess::start(&config).await;
-    let api = Api::new(&restarted.url);
-    let mut counts = serde_json::Value::Null;
-    for _ in 0..1200 {
-        counts = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await.1;
-        if counts["sent"] == RECIPIENTS {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(counts["sent"], RECIPIENTS, "{counts}");
+    wait_all_sent(&Api::new(&restarted.url), &id, RECIPIENTS).await;
     server.wait_until(|events| e2e::smtp::messages(events).len() >= RECIPIENTS);
     let seen = received(&server);
     assert_eq!(seen.len(), RECIPIENTS, "every recipient got the e-mail");
@@ -440,4 +404,31 @@ async fn a_kill_9_during_a_mailing_sends_again_only_the_emails_of_its_last_momen
     // here). What is left is what the server accepted while the last writes waited for
     // their fsync.
     assert!(twice <= 10, "{twice} e-mails sent twice across a kill -9");
+}
+
+/// Posts a mailing to `n` addresses the server accepts; returns its id.
+async fn post_mailing(api: &Api, n: usize) -> String {
+    let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
+    let (status, body) = api
+        .post(
+            "/v1/mailings",
+            SEND_TOKEN,
+            &json!({ "subject": "News", "text": "Hello", "recipients": recipients }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// Waits (a minute at most) until all `n` e-mails of mailing `id` are sent.
+async fn wait_all_sent(api: &Api, id: &str, n: usize) {
+    let mut counts = serde_json::Value::Null;
+    for _ in 0..1200 {
+        counts = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await.1;
+        if counts["sent"] == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mailing {id} never had all {n} sent: {counts}");
 }
