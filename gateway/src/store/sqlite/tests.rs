@@ -1005,6 +1005,49 @@ fn a_newer_schema_is_refused() {
     );
 }
 
+/// A queue file written by the first release (schema version 2, no lease tokens), with
+/// a message queued and one leased when that gateway stopped, opens and works on.
+#[tokio::test]
+async fn a_version_2_file_is_migrated_and_its_messages_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("migrations/0002_base.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (id, channel, status, payload, attempts, due_at, created_at, updated_at)
+                 VALUES ('old-queued', 'sms', 'queued', '{}', 0, 0, 0, 0);
+             INSERT INTO messages (id, channel, status, payload, attempts, due_at, lease_owner,
+                                   lease_expires_at, created_at, updated_at)
+                 VALUES ('old-leased', 'sms', 'sending', '{}', 1, 0, 'gateway-old', 9999999999999, 0, 0);",
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(&path).expect("a version 2 file opens");
+    assert_eq!(count(&store, "PRAGMA user_version"), SCHEMA_VERSION);
+    assert_eq!(store.expire_all_leases().await.unwrap(), 1);
+    let mut leased = store
+        .lease(Channel::Sms, 10, "gateway-new", Duration::from_secs(60))
+        .await
+        .unwrap();
+    leased.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        leased
+            .iter()
+            .map(|l| (l.id.as_str(), l.attempts))
+            .collect::<Vec<_>>(),
+        [("old-leased", 2), ("old-queued", 1)]
+    );
+    let applied = store
+        .settle(leased.iter().map(|l| l.settle(sent(None))).collect())
+        .await
+        .unwrap();
+    assert_eq!(applied, [true, true]);
+}
+
 #[test]
 fn the_file_is_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
