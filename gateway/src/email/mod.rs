@@ -1,4 +1,5 @@
-//! E-mail: what is queued ([`message`]), how a connection is secured ([`tls`]) and
+//! E-mail: what is queued ([`message`]) with headers that always fit on a line
+//! ([`header`]), how a connection is secured ([`tls`]) and
 //! opened ([`connect`]), what is said on it ([`session`]) and how its failures are
 //! told apart ([`error`]), the engine that enforces the two limits ([`engine`]) with
 //! one connection's batch ([`batch`]), and the admin's connection check ([`check`]).
@@ -13,6 +14,7 @@ pub mod check;
 pub mod connect;
 pub mod engine;
 pub mod error;
+pub mod header;
 pub mod message;
 pub mod session;
 pub mod tls;
