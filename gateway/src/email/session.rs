@@ -69,12 +69,14 @@ impl Session {
     /// the transaction is reset so the connection can carry the next e-mail.
     pub async fn send(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<Response, SmtpError> {
         let mut parameters = Vec::new();
+        // Domains were turned into punycode when the e-mail was built; a local part in
+        // Unicode has no ASCII form, and only a server offering SMTPUTF8 takes it.
         let non_ascii_address = envelope
             .from()
             .into_iter()
             .chain(envelope.to())
-            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
-        if non_ascii_address {
+            .find(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if let Some(address) = non_ascii_address {
             if !self
                 .connection
                 .server_info()
@@ -83,7 +85,7 @@ impl Session {
                 return Err(SmtpError::client(
                     Stage::MailFrom,
                     Severity::Permanent,
-                    "an address is not ASCII and the server does not support SMTPUTF8",
+                    format!("the server does not offer SMTPUTF8, needed for the address {address}"),
                 ));
             }
             parameters.push(MailParameter::SmtpUtfEight);
@@ -505,6 +507,47 @@ mod tests {
             "both lines of the reply: {refused}"
         );
         assert_eq!(reply_text(&sent), "250 2.0.0 Ok 2.0.0 queued as 7");
+    }
+
+    #[tokio::test]
+    async fn a_non_ascii_local_part_goes_with_smtputf8_when_offered() {
+        let script = vec![
+            Says(GREETING),
+            Expects(EHLO),
+            Says("250-mx.test\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n"),
+            Expects(EHLO),
+            Says("250-mx.test\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n"),
+            Expects("MAIL FROM:<a@x.test> SMTPUTF8\r\n"),
+            Says("250 2.1.0 Ok\r\n"),
+            Expects("RCPT TO:<jürgen@y.test>\r\n"),
+            Says("250 2.1.5 Ok\r\n"),
+            Expects("DATA\r\n"),
+            Says("354 go on\r\n"),
+            Expects(MESSAGE_ON_THE_WIRE),
+            Says("250 2.0.0 Ok\r\n"),
+        ];
+        let (reply, _) = converse(script, |mut session| async move {
+            session.send(&envelope(&["jürgen@y.test"]), MESSAGE).await
+        })
+        .await;
+        reply.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_non_ascii_local_part_fails_for_good_without_smtputf8_and_sends_nothing() {
+        let script = vec![Says(GREETING), Expects(EHLO), Says(EHLO_PIPELINING)];
+        let (error, _) = converse(script, |mut session| async move {
+            session
+                .send(&envelope(&["jürgen@y.test"]), MESSAGE)
+                .await
+                .unwrap_err()
+        })
+        .await;
+        assert_eq!(error.severity, Severity::Permanent);
+        assert_eq!(
+            error.text,
+            "the server does not offer SMTPUTF8, needed for the address jürgen@y.test"
+        );
     }
 
     #[tokio::test]
