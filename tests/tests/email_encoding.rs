@@ -145,3 +145,24 @@ async fn a_non_ascii_local_part_fails_clearly_without_smtputf8() {
     server.wait_sessions_closed(1);
     assert!(server.messages().is_empty(), "nothing was delivered");
 }
+
+#[tokio::test]
+async fn a_hundred_recipients_are_delivered_with_the_to_header_folded() {
+    let server = SmtpServer::builder().pipelining().start();
+    let (_gateway, api) = gateway(&server).await;
+    let to: Vec<String> = (0..100).map(|i| format!("recipient{i}@example.org")).collect();
+    let message = deliver(&api, json!({ "to": to, "subject": "Hi", "text": "Hello" })).await;
+    assert_eq!(message["status"], "sent", "{message}");
+    let received = received(&server);
+    assert!(
+        received["max_line"].as_u64().unwrap() <= 998,
+        "{}",
+        received["max_line"]
+    );
+    assert_eq!(received["rcpt_tos"], json!(to));
+    assert_eq!(
+        received["to"],
+        to.join(", "),
+        "the To header unfolds to every address"
+    );
+}
