@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::{
-    email::connect::{SmtpTarget, TargetError},
+    email::{connect::SmtpTarget, tls::TargetError},
     metrics::Metrics,
     modules::{LoadError, Module, ModuleInfo},
     settings::{self, Loaded, Settings, SettingsError, Shown},

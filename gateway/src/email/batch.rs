@@ -17,8 +17,9 @@ use tokio::{sync::OwnedSemaphorePermit, task::JoinSet};
 use lettre::address::Envelope;
 
 use super::{
-    connect::{reply_text, Session, Severity, SmtpError, Stage},
+    error::{reply_text, Severity, SmtpError, Stage},
     message::{build, EmailPayload, MailingRecipient, MailingShared},
+    session::Session,
 };
 use crate::{
     app::{App, Live},
