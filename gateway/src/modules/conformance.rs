@@ -16,8 +16,8 @@ use std::{
 use abi_stable::std_types::RVec;
 use plugin_api::{CallbackRequest, ErrorKind, Header, HttpResponse, OutboundSms};
 
-use super::{loader, CallError, Module};
-use crate::sms::{http::HttpClient, send};
+use super::{http::HttpClient, loader, CallError, Module};
+use crate::sms::send;
 
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,11 @@
 //! SMS provider modules: finding and loading their libraries ([`loader`]), the logger
-//! the gateway lends them ([`host`]), and calling a started module safely
-//! ([`module`]: off the async runtime, under a time limit).
+//! the gateway lends them ([`host`]), calling a started module safely ([`module`]: off
+//! the async runtime, under a time limit), and the HTTP client that performs the
+//! requests modules ask for ([`http`]).
 
 pub mod conformance;
 pub mod host;
+pub mod http;
 pub mod loader;
 pub mod module;
 

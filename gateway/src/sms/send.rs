@@ -3,8 +3,10 @@
 
 use plugin_api::{OutboundSms, Step};
 
-use super::http::{HttpClient, HttpError};
-use crate::modules::{CallError, Module};
+use crate::modules::{
+    http::{HttpClient, HttpError},
+    CallError, Module,
+};
 
 /// A module gets this many HTTP exchanges for one SMS (a token fetch, then the send).
 const MAX_HTTP_STEPS: usize = 4;
