@@ -11,10 +11,15 @@ use super::{
     problem::Problem,
     sms::{check, SmsRequest},
 };
-use crate::{app::App, settings::Role, sms::send};
+use crate::{
+    app::App,
+    modules::steps::{self, Operation},
+    settings::Role,
+};
 
 /// `POST /v1/admin/sms/test`: sends one SMS at once through the loaded module,
-/// bypassing the queue, and answers with the provider's id or the module's error.
+/// bypassing the queue, and answers with the provider's id and the HTTP exchanges it
+/// took, or the module's error.
 pub(super) async fn sms_test(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -33,7 +38,8 @@ pub(super) async fn sms_test(
         attempt: 1,
     };
     let module = &live.module;
-    match send::send(module, &live.http, sms).await {
+    let run = steps::run(module, &live.http, Operation::Send(sms)).await;
+    match run.outcome {
         Ok(provider_id) => {
             tracing::info!(message_id = %id, module = module.name(), %provider_id, "test SMS sent");
             Ok(Json(serde_json::json!({
@@ -41,6 +47,7 @@ pub(super) async fn sms_test(
                 "module": module.name(),
                 "to": payload.to,
                 "provider_id": provider_id,
+                "steps": run.steps,
             })))
         }
         Err(error) => {
