@@ -1,4 +1,4 @@
-//! Admin endpoints: *Send test* and the settings in force.
+//! Admin endpoints: *Send test*, the module's self-check, and the settings in force.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     app::App,
-    modules::steps::{self, Operation},
+    modules::steps::{self, Operation, SelfCheck},
     settings::Role,
 };
 
@@ -57,6 +57,23 @@ pub(super) async fn sms_test(
             )))
         }
     }
+}
+
+/// `POST /v1/admin/sms/check`: the module in force runs its self-check, with the HTTP
+/// requests it asks for. A failed check is still a 200: the request worked, and the
+/// answer says what failed.
+pub(super) async fn sms_check(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<SelfCheck>, Problem> {
+    authorize(&app, &headers, Role::Admin)?;
+    let live = app.live();
+    let check = steps::self_check(&live.module, &live.http).await;
+    match &check.error {
+        None => tracing::info!(module = %check.module, "module self-check passed"),
+        Some(error) => tracing::warn!(module = %check.module, %error, "module self-check failed"),
+    }
+    Ok(Json(check))
 }
 
 /// `GET /v1/admin/settings`: every setting in force, secrets redacted, with where
