@@ -9,9 +9,8 @@ use tokio::sync::Notify;
 use crate::{
     email::{connect::SmtpTarget, tls::TargetError},
     metrics::Metrics,
-    modules::{LoadError, Module, ModuleInfo},
+    modules::{http::HttpClient, LoadError, Module, ModuleInfo},
     settings::{self, Loaded, Settings, SettingsError, Shown},
-    sms::http::HttpClient,
     store::Store,
 };
 

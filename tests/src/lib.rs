@@ -17,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "sms-module-template",
     "test-module-echo",
     "test-module-panicky",
+    "test-module-steps",
     "test-module-wrongabi",
 ];
 

@@ -1,4 +1,4 @@
-//! Admin endpoints: *Send test* and the settings in force.
+//! Admin endpoints: *Send test*, the module's self-check, and the settings in force.
 
 use std::sync::Arc;
 
@@ -11,10 +11,15 @@ use super::{
     problem::Problem,
     sms::{check, SmsRequest},
 };
-use crate::{app::App, settings::Role, sms::send};
+use crate::{
+    app::App,
+    modules::steps::{self, Operation, SelfCheck},
+    settings::Role,
+};
 
 /// `POST /v1/admin/sms/test`: sends one SMS at once through the loaded module,
-/// bypassing the queue, and answers with the provider's id or the module's error.
+/// bypassing the queue, and answers with the provider's id and the HTTP exchanges it
+/// took, or the module's error.
 pub(super) async fn sms_test(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -33,7 +38,8 @@ pub(super) async fn sms_test(
         attempt: 1,
     };
     let module = &live.module;
-    match send::send(module, &live.http, sms).await {
+    let run = steps::run(module, &live.http, Operation::Send(sms)).await;
+    match run.outcome {
         Ok(provider_id) => {
             tracing::info!(message_id = %id, module = module.name(), %provider_id, "test SMS sent");
             Ok(Json(serde_json::json!({
@@ -41,6 +47,7 @@ pub(super) async fn sms_test(
                 "module": module.name(),
                 "to": payload.to,
                 "provider_id": provider_id,
+                "steps": run.steps,
             })))
         }
         Err(error) => {
@@ -50,6 +57,23 @@ pub(super) async fn sms_test(
             )))
         }
     }
+}
+
+/// `POST /v1/admin/sms/check`: the module in force runs its self-check, with the HTTP
+/// requests it asks for. A failed check is still a 200: the request worked, and the
+/// answer says what failed.
+pub(super) async fn sms_check(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<SelfCheck>, Problem> {
+    authorize(&app, &headers, Role::Admin)?;
+    let live = app.live();
+    let check = steps::self_check(&live.module, &live.http).await;
+    match &check.error {
+        None => tracing::info!(module = %check.module, "module self-check passed"),
+        Some(error) => tracing::warn!(module = %check.module, %error, "module self-check failed"),
+    }
+    Ok(Json(check))
 }
 
 /// `GET /v1/admin/settings`: every setting in force, secrets redacted, with where

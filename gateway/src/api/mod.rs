@@ -57,6 +57,7 @@ routes! {
     get "/v1/inbound" => callbacks::list_inbound,
     any "/v1/providers/{module}/callback" => callbacks::callback,
     post "/v1/admin/sms/test" => admin::sms_test,
+    post "/v1/admin/sms/check" => admin::sms_check,
     post "/v1/admin/email/check" => email::email_check,
     get "/v1/admin/settings" => admin::settings,
     post "/v1/admin/reload" => admin::reload,

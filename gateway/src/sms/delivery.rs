@@ -80,8 +80,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
 
 /// Long enough for every call and request one send may make.
 fn lease_duration(settings: &crate::settings::Settings) -> Duration {
-    let sms = &settings.sms;
-    (sms.call_timeout * 6 + sms.http_timeout * 4 + Duration::from_secs(30)).max(Duration::from_secs(60))
+    crate::modules::steps::lease_duration(settings.sms.call_timeout, settings.sms.http_timeout)
 }
 
 /// Sends one leased SMS and records what happened.
