@@ -10,6 +10,7 @@ pub mod email;
 pub mod logging;
 pub mod metrics;
 pub mod modules;
+pub mod purger;
 pub mod server;
 pub mod settings;
 pub mod sms;

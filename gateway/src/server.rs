@@ -16,6 +16,7 @@ use crate::{
     app::{App, Live},
     email,
     metrics::Metrics,
+    purger,
     settings::{ConfigFile, Loaded, StorageUrl},
     sms,
     store::{SqliteStore, Store},
@@ -65,7 +66,7 @@ pub async fn run(
     loaded: Loaded,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = open_store(&loaded.settings.storage).await?;
+    let store = open_store(&loaded.settings.storage.url).await?;
     let metrics = Arc::new(Metrics::new());
     let live = Live::build(&loaded, None, &metrics).await?;
     let grace = live.settings.server.shutdown_grace;
@@ -79,6 +80,7 @@ pub async fn run(
     let sms_worker = tokio::spawn(sms::delivery::run(app.clone(), stop.child_token()));
     let smtp_engine = tokio::spawn(email::engine::run(app.clone(), stop.child_token()));
     let forwarder = tokio::spawn(sms::inbound::forward(app.clone(), stop.child_token()));
+    let purge = tokio::spawn(purger::run(app.clone(), stop.child_token()));
 
     let address = listener.local_addr().context("the listener has no address")?;
     tracing::info!(%address, "HTTP API listening");
@@ -95,6 +97,7 @@ pub async fn run(
         let _ = sms_worker.await;
         let _ = smtp_engine.await;
         let _ = forwarder.await;
+        let _ = purge.await;
     })
     .await;
     if finished.is_err() {

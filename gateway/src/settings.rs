@@ -100,13 +100,43 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawStorage {
     url: String,
+    retention: RawDuration,
 }
 
 impl Default for RawStorage {
     fn default() -> Self {
         RawStorage {
             url: "sqlite://data/gateway.db".into(),
+            retention: RawDuration::Text("30d".into()),
         }
+    }
+}
+
+/// A duration key without a unit in its name: a text with units (`30d`, `24h`, `1s`,
+/// `1h 30m`), or a whole number of milliseconds like the `…_ms` keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Millis(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    /// The duration, at least one millisecond; `key` names it in the error.
+    fn check(&self, key: &'static str) -> Result<Duration, SettingsError> {
+        let duration = match self {
+            RawDuration::Millis(ms) => Duration::from_millis(*ms),
+            RawDuration::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                invalid(
+                    key,
+                    format!("`{text}` is not a duration such as 30d, 24h or 90s ({e})"),
+                )
+            })?,
+        };
+        if duration < Duration::from_millis(1) {
+            return Err(invalid(key, "must be longer than 0"));
+        }
+        Ok(duration)
     }
 }
 
@@ -180,6 +210,7 @@ struct RawSms {
     max_attempts: u32,
     retry_base_ms: u64,
     retry_max_ms: u64,
+    report_hold: RawDuration,
 }
 
 impl Default for RawSms {
@@ -196,6 +227,7 @@ impl Default for RawSms {
             max_attempts: 5,
             retry_base_ms: 2_000,
             retry_max_ms: 600_000,
+            report_hold: RawDuration::Text("24h".into()),
         }
     }
 }
@@ -236,7 +268,7 @@ impl Default for RawLog {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
-    pub storage: StorageUrl,
+    pub storage: StorageSettings,
     pub email: EmailSettings,
     pub sms: SmsSettings,
     pub auth: Vec<ApiToken>,
@@ -252,6 +284,13 @@ pub struct ServerSettings {
     pub max_mailing_body_bytes: u64,
     /// How long a graceful stop waits for in-flight work.
     pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub url: StorageUrl,
+    /// How long finished messages, mailings, inbound SMS and idempotency keys are kept.
+    pub retention: Duration,
 }
 
 /// Where messages are stored.
@@ -413,6 +452,8 @@ pub struct SmsSettings {
     /// The longest the gateway waits for a provider's HTTP answer.
     pub http_timeout: Duration,
     pub retry: RetryPolicy,
+    /// How long a delivery report that matched no sent SMS is kept for its message.
+    pub report_hold: Duration,
 }
 
 /// How often and how late a transient failure is retried.
@@ -616,7 +657,7 @@ impl Settings {
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
         };
 
-        let storage = if let Some(path) = raw.storage.url.strip_prefix("sqlite://") {
+        let url = if let Some(path) = raw.storage.url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(invalid(
                     "storage.url",
@@ -631,6 +672,10 @@ impl Settings {
                 "storage.url",
                 "must start with sqlite:// (embedded) or postgres:// (shared)",
             ));
+        };
+        let storage = StorageSettings {
+            url,
+            retention: raw.storage.retention.check("storage.retention")?,
         };
 
         let email = check_email(raw.email)?;
@@ -792,6 +837,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         return Err(invalid("sms.http_timeout_ms", "must be at least 1"));
     }
     let retry = RetryPolicy::check("sms", raw.max_attempts, raw.retry_base_ms, raw.retry_max_ms)?;
+    let report_hold = raw.report_hold.check("sms.report_hold")?;
     Ok(SmsSettings {
         module,
         modules_dir,
@@ -802,6 +848,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         call_timeout: Duration::from_millis(raw.call_timeout_ms),
         http_timeout: Duration::from_millis(raw.http_timeout_ms),
         retry,
+        report_hold,
     })
 }
 
@@ -884,7 +931,7 @@ impl Loaded {
             ("email.password", a.email.password != b.email.password),
             ("sms.plugin_config", a.sms.plugin_config != b.sms.plugin_config),
             ("auth.tokens", tokens(a) != tokens(b)),
-            ("storage.url", a.storage != b.storage),
+            ("storage.url", a.storage.url != b.storage.url),
         ] {
             if differs {
                 keys.push(key.to_string());
@@ -966,7 +1013,9 @@ mod tests {
     fn defaults_are_safe_and_complete() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.server.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(s.storage, StorageUrl::Sqlite("data/gateway.db".into()));
+        assert_eq!(s.storage.url, StorageUrl::Sqlite("data/gateway.db".into()));
+        assert_eq!(s.storage.retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(s.sms.report_hold, Duration::from_secs(24 * 3600));
         assert_eq!(s.sms.module.as_str(), "file");
         assert_eq!(s.email.limits.batch_size(), 20);
         assert_eq!(s.email.limits.connections(), 5);
@@ -997,6 +1046,22 @@ mod tests {
         assert!(err("[email]\nmax_per_connection = -4").starts_with("email.max_per_connection:"));
         let e = err("[email]\nsmtp_threads = \"five\"");
         assert!(e.contains("email.smtp_threads") && e.contains("string"), "{e}");
+    }
+
+    #[test]
+    fn durations_take_units_or_milliseconds_and_a_bad_one_names_its_key() {
+        let s = Settings::from_toml("[storage]\nretention = \"7d 12h\"\n[sms]\nreport_hold = 1500").unwrap();
+        assert_eq!(
+            s.storage.retention,
+            Duration::from_secs(7 * 24 * 3600 + 12 * 3600)
+        );
+        assert_eq!(s.sms.report_hold, Duration::from_millis(1500));
+        let e = err("[storage]\nretention = \"a month\"");
+        assert!(
+            e.starts_with("storage.retention: `a month` is not a duration"),
+            "{e}"
+        );
+        assert!(err("[sms]\nreport_hold = \"0s\"").starts_with("sms.report_hold: must be longer than 0"));
     }
 
     #[test]

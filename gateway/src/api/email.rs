@@ -10,7 +10,7 @@ use axum::{
     response::Response,
     Json,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{accepted, authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
 use crate::{
@@ -29,7 +29,7 @@ use crate::{
 const MAX_RECIPIENTS: usize = 100;
 
 /// `to` may be one address or a list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
@@ -45,7 +45,7 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct EmailRequest {
     to: OneOrMany,
@@ -62,7 +62,7 @@ struct EmailRequest {
     html: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct MailingRequest {
     #[serde(default)]
@@ -119,6 +119,7 @@ pub(super) async fn post_email(
     let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
     let request: EmailRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
+    let key = idempotency_key(&app, &headers, caller, "POST /v1/email", &request)?;
     let to = addresses("to", request.to.into_vec())?;
     if to.is_empty() {
         return Err(Problem::invalid("to", "needs at least one address"));
@@ -143,7 +144,6 @@ pub(super) async fn post_email(
         text: request.text,
         html: request.html,
     };
-    let key = idempotency_key(&app, &headers, caller)?;
     let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
     enqueue(&app, Channel::Email, payload, key).await
 }
@@ -157,6 +157,7 @@ pub(super) async fn post_mailing(
     let live = app.live();
     let request: MailingRequest =
         read_json(&headers, body, live.settings.server.max_mailing_body_bytes).await?;
+    let key = idempotency_key(&app, &headers, caller, "POST /v1/mailings", &request)?;
     content(&request.subject, &request.text, &request.html)?;
     let from = sender(request.from, &live.settings)?;
     if request.recipients.is_empty() {
@@ -176,11 +177,12 @@ pub(super) async fn post_mailing(
             .map(|to| serde_json::to_value(MailingRecipient { to }).expect("a recipient serialises"))
             .collect(),
     };
-    let key = idempotency_key(&app, &headers, caller)?;
     let count = mailing.recipients.len() as u64;
     let enqueued = app.store.create_mailing(mailing, key).await.map_err(|error| {
-        tracing::error!(%error, "cannot store a mailing");
-        Problem::unavailable("the mailing could not be stored; nothing was accepted, try again")
+        super::not_stored(
+            error,
+            "the mailing could not be stored; nothing was accepted, try again",
+        )
     })?;
     if enqueued.created {
         tracing::info!(mailing_id = %enqueued.id, recipients = count, "mailing queued");

@@ -26,7 +26,7 @@ use crate::{
     app::App,
     metrics::{HttpLabels, Metrics},
     settings::Role,
-    store::{Channel, NewMessage},
+    store::{Channel, Idempotency, NewMessage, StoreError},
 };
 use auth::Caller;
 use problem::Problem;
@@ -151,7 +151,7 @@ async fn enqueue(
     app: &App,
     channel: Channel,
     payload: serde_json::Value,
-    key: Option<String>,
+    key: Option<Idempotency>,
 ) -> Result<Response, Problem> {
     let message = NewMessage {
         channel,
@@ -159,8 +159,10 @@ async fn enqueue(
         mailing_id: None,
     };
     let enqueued = app.store.enqueue(message, key).await.map_err(|error| {
-        tracing::error!(%error, %channel, "cannot store a message");
-        Problem::unavailable("the message could not be stored; nothing was accepted, try again")
+        not_stored(
+            error,
+            "the message could not be stored; nothing was accepted, try again",
+        )
     })?;
     if enqueued.created {
         tracing::debug!(message_id = %enqueued.id, %channel, "queued");
@@ -190,9 +192,30 @@ fn authorize(app: &App, headers: &HeaderMap, needed: Role) -> Result<Caller, Pro
     auth::authorize(headers, &app.live().settings.auth, needed)
 }
 
-/// The `Idempotency-Key` header, scoped to the caller's token so that two apps
-/// cannot collide, and never stored in clear with the token.
-fn idempotency_key(app: &App, headers: &HeaderMap, caller: Caller) -> Result<Option<String>, Problem> {
+/// The problem for a request the store did not take: a reused idempotency key is the
+/// caller's mistake (422, as the IETF Idempotency-Key draft says); anything else is the
+/// store's, and nothing was stored (503 with `unavailable`).
+fn not_stored(error: StoreError, unavailable: &str) -> Problem {
+    match error {
+        StoreError::IdempotencyKeyReused { .. } => Problem::invalid("Idempotency-Key", error.to_string()),
+        error => {
+            tracing::error!(%error, "cannot store a request");
+            Problem::unavailable(unavailable)
+        }
+    }
+}
+
+/// The `Idempotency-Key` header of a request to `endpoint` with `body`: the key is
+/// scoped to the caller's token so that two apps cannot collide (and never stored in
+/// clear with the token), and the request is digested so that the key's reuse for
+/// another request is refused.
+fn idempotency_key(
+    app: &App,
+    headers: &HeaderMap,
+    caller: Caller,
+    endpoint: &'static str,
+    body: &impl serde::Serialize,
+) -> Result<Option<Idempotency>, Problem> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -211,5 +234,5 @@ fn idempotency_key(app: &App, headers: &HeaderMap, caller: Caller) -> Result<Opt
         .unwrap_or_default();
     let scope = Sha256::digest(token.as_bytes());
     let scope: String = scope[..8].iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Some(format!("{scope}:{key}")))
+    Ok(Some(Idempotency::new(format!("{scope}:{key}"), endpoint, body)))
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::{body::Body, extract::State, http::HeaderMap, response::Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
 /// The longest text accepted: what providers accept as one concatenated SMS.
 pub const MAX_TEXT_CHARS: usize = 1600;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SmsRequest {
     pub to: String,
@@ -63,8 +63,8 @@ pub(super) async fn post_sms(
     let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
     let request: SmsRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
+    let key = idempotency_key(&app, &headers, caller, "POST /v1/sms", &request)?;
     let payload = check(request, &live.settings)?;
-    let key = idempotency_key(&app, &headers, caller)?;
     let payload = serde_json::to_value(&payload).expect("a payload of strings serialises");
     enqueue(&app, Channel::Sms, payload, key).await
 }

@@ -21,19 +21,29 @@
 //! - **Leases.** A worker leases due messages for a while (`lease_for`); a lease that runs out
 //!   (a crashed or hung worker) makes the message due again. Each lease has its own token,
 //!   and an outcome applies only with the token of the lease in force ([`lease`]).
-//! - **Idempotency.** An idempotency key maps to one message (or one mailing) forever: the
-//!   same key returns the same id with `created: false` and stores nothing.
+//! - **Idempotency.** An idempotency key stands for one request ([`idempotency`]): the
+//!   same key with the same request returns the same id with `created: false` and stores
+//!   nothing; with another request it is refused.
+//! - **Delivery reports** find their message by its id or its provider id, and wait in the
+//!   store when they overtake the send's outcome ([`report`]).
+//! - **Retention.** Finished work is deleted in small batches once old enough ([`purge`]).
 //! - **What this is not.** The store does not interpret payloads (JSON the API and the
-//!   workers agree on), compute backoff, or purge old rows.
+//!   workers agree on), compute backoff, or decide when to purge.
 
+pub mod idempotency;
 pub mod lease;
+pub mod purge;
+pub mod report;
 mod sqlite;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+pub use idempotency::Idempotency;
 pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
+pub use purge::{PurgeKind, Purged};
+pub use report::{DeliveryReport, ReportOutcome};
 pub use sqlite::SqliteStore;
 
 /// The queue as the API and the delivery workers see it.
@@ -43,20 +53,22 @@ pub use sqlite::SqliteStore;
 pub trait Store: Send + Sync + 'static {
     /// Stores one message, `queued` and due now.
     ///
-    /// With an `idempotency_key` already used for a message, returns that message's id with
-    /// `created: false` and stores nothing.
+    /// With an idempotency key already used for the same request, returns the id that
+    /// request created with `created: false` and stores nothing; a key used for another
+    /// request (endpoint or body) is [`StoreError::IdempotencyKeyReused`].
     async fn enqueue(
         &self,
         message: NewMessage,
-        idempotency_key: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Enqueued, StoreError>;
 
     /// Stores a mailing and one `email` message per recipient, all in one transaction: either
-    /// the whole mailing is queued or none of it. The returned id is the mailing's.
+    /// the whole mailing is queued or none of it. The returned id is the mailing's. An
+    /// idempotency key is treated as in [`Store::enqueue`].
     async fn create_mailing(
         &self,
         mailing: NewMailing,
-        idempotency_key: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Enqueued, StoreError>;
 
     /// Leases up to `limit` due messages of `channel` for `lease_for`, oldest due first,
@@ -78,6 +90,9 @@ pub trait Store: Send + Sync + 'static {
     /// a settlement applies only while its token's lease still holds the message, so a
     /// stale one changes nothing and answers false.
     ///
+    /// An SMS settled as sent takes, in the same transaction, the newest delivery report
+    /// held for it (by its id or its provider id); the held reports are then deleted.
+    ///
     /// Settlements are the one write that must not be lost once a message may have
     /// reached its provider: one that cannot be written now (a full disk, an I/O error) is
     /// kept and written again, ahead of any new lease, until it lands. The call returns
@@ -98,16 +113,22 @@ pub trait Store: Send + Sync + 'static {
     /// and its messages are due at once instead of when the lease would run out.
     async fn expire_all_leases(&self) -> Result<u64, StoreError>;
 
-    /// Records a provider's delivery report on the message it sent as `provider_id`, and
-    /// returns that message's id, or `None` when no sent message has that provider id.
+    /// Records a provider's delivery report on its SMS, found by the report's message id
+    /// if it names an SMS, else by its provider id (the most recent SMS sent under it).
+    /// A report that finds no sent SMS (its message is still `sending`, or unknown) is
+    /// held, to be applied when the send's outcome is recorded ([`report`]).
     ///
     /// A report for an undelivered message keeps `detail` as the message's error.
-    async fn record_delivery_report(
+    async fn record_delivery_report(&self, report: DeliveryReport) -> Result<ReportOutcome, StoreError>;
+
+    /// Deletes one batch of at most `limit` rows of `kind` that are finished and older than
+    /// `older_than`, in one write ([`purge`]).
+    async fn purge(
         &self,
-        provider_id: &str,
-        status: DeliveryStatus,
-        detail: Option<&str>,
-    ) -> Result<Option<String>, StoreError>;
+        kind: PurgeKind,
+        older_than: SystemTime,
+        limit: usize,
+    ) -> Result<Purged, StoreError>;
 
     /// The message with this id, if there is one.
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
@@ -397,6 +418,13 @@ pub enum StoreError {
     /// The request itself cannot be stored (a caller's mistake).
     #[error("queue store: {0}")]
     Invalid(String),
+    /// An idempotency key first used for another request: on `endpoint`, or there with
+    /// another body.
+    #[error(
+        "the idempotency key was used for another request ({endpoint}{}); use a new key for a new request",
+        if *same_endpoint { " with another body" } else { "" }
+    )]
+    IdempotencyKeyReused { endpoint: String, same_endpoint: bool },
     /// A row holds something this gateway does not understand.
     #[error("queue store: unreadable row: {0}")]
     Corrupt(String),

@@ -4,55 +4,37 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::convert::{database, new_id};
+use super::idempotency;
 use super::messages::INSERT_MESSAGE;
-use crate::store::{Channel, Enqueued, MailingCounts, NewMailing, StoreError};
+use crate::store::{Channel, Enqueued, Idempotency, MailingCounts, NewMailing, StoreError};
 
 pub(super) fn insert_mailing(
     conn: &Connection,
     mailing: &NewMailing,
-    idempotency_key: Option<&str>,
+    idempotency: Option<&Idempotency>,
     now: i64,
 ) -> Result<Enqueued, StoreError> {
     let failed = database("create a mailing");
-    if let Some(key) = idempotency_key {
-        let existing = conn
-            .prepare_cached("SELECT id FROM mailings WHERE idempotency_key = ?1")
-            .and_then(|mut select| select.query_row([key], |row| row.get(0)).optional())
-            .map_err(&failed)?;
-        if let Some(id) = existing {
+    if let Some(idempotency) = idempotency {
+        if let Some(id) = idempotency::find(conn, idempotency)? {
             return Ok(Enqueued { id, created: false });
         }
     }
     let id = new_id();
     let total = i64::try_from(mailing.recipients.len()).unwrap_or(i64::MAX);
-    conn.prepare_cached(
-        "INSERT INTO mailings (id, payload, total, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .and_then(|mut insert| {
-        insert.execute(params![
-            id,
-            mailing.shared.to_string(),
-            total,
-            idempotency_key,
-            now
-        ])
-    })
-    .map_err(&failed)?;
+    conn.prepare_cached("INSERT INTO mailings (id, payload, total, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut insert| insert.execute(params![id, mailing.shared.to_string(), total, now]))
+        .map_err(&failed)?;
 
     let mut insert = conn.prepare_cached(INSERT_MESSAGE).map_err(&failed)?;
     for recipient in &mailing.recipients {
         let payload = recipient.to_string();
-        let no_key: Option<&str> = None;
         insert
-            .execute(params![
-                new_id(),
-                Channel::Email.as_str(),
-                payload,
-                now,
-                id,
-                no_key
-            ])
+            .execute(params![new_id(), Channel::Email.as_str(), payload, now, id])
             .map_err(&failed)?;
+    }
+    if let Some(idempotency) = idempotency {
+        idempotency::record(conn, idempotency, &id, now)?;
     }
     Ok(Enqueued { id, created: true })
 }

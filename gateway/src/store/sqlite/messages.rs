@@ -1,5 +1,5 @@
-//! Messages: enqueueing, leasing, settling leases, and delivery reports; each function
-//! runs inside the writer's transaction (or on a read connection, for reads).
+//! Messages: enqueueing, leasing and settling leases; each function runs inside the
+//! writer's transaction (or on a read connection, for reads).
 
 use std::collections::HashMap;
 
@@ -7,9 +7,10 @@ use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::convert::{database, millis_duration, new_id, system_time, unix_millis};
+use super::{idempotency, reports};
 use crate::store::{
-    Channel, DeliveryStatus, Enqueued, LeaseToken, Leased, MessageRecord, Outcome, QueueDepth, Settlement,
-    Status, StoreError,
+    Channel, Enqueued, Idempotency, LeaseToken, Leased, MessageRecord, Outcome, QueueDepth, Settlement,
+    StoreError,
 };
 
 /// A message as the writer inserts it: the payload already JSON text.
@@ -20,22 +21,18 @@ pub(super) struct MessageRow {
 }
 
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages
-     (id, channel, status, payload, attempts, due_at, mailing_id, idempotency_key, created_at, updated_at)
-     VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?4, ?4)";
+     (id, channel, status, payload, attempts, due_at, mailing_id, created_at, updated_at)
+     VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?4, ?4)";
 
 pub(super) fn insert_message(
     conn: &Connection,
     message: &MessageRow,
-    idempotency_key: Option<&str>,
+    idempotency: Option<&Idempotency>,
     now: i64,
 ) -> Result<Enqueued, StoreError> {
     let failed = database("enqueue a message");
-    if let Some(key) = idempotency_key {
-        let existing = conn
-            .prepare_cached("SELECT id FROM messages WHERE idempotency_key = ?1")
-            .and_then(|mut select| select.query_row([key], |row| row.get(0)).optional())
-            .map_err(&failed)?;
-        if let Some(id) = existing {
+    if let Some(idempotency) = idempotency {
+        if let Some(id) = idempotency::find(conn, idempotency)? {
             return Ok(Enqueued { id, created: false });
         }
     }
@@ -57,10 +54,12 @@ pub(super) fn insert_message(
                 message.payload,
                 now,
                 message.mailing_id,
-                idempotency_key
             ])
         })
         .map_err(&failed)?;
+    if let Some(idempotency) = idempotency {
+        idempotency::record(conn, idempotency, &id, now)?;
+    }
     Ok(Enqueued { id, created: true })
 }
 pub(super) fn lease(
@@ -148,14 +147,28 @@ pub(super) fn settle(conn: &Connection, settlement: &Settlement, now: i64) -> Re
     let Settlement { id, token, outcome } = settlement;
     let token = token.as_str();
     let changed = match outcome {
-        Outcome::Sent { provider_id } => conn
-            .prepare_cached(
-                "UPDATE messages
-                 SET status = 'sent', provider_id = ?3, error = NULL,
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?4
-                 WHERE id = ?1 AND status = 'sending' AND lease_token = ?2",
-            )
-            .and_then(|mut update| update.execute(params![id, token, provider_id, now])),
+        Outcome::Sent { provider_id } => {
+            let sent: Option<String> = conn
+                .prepare_cached(
+                    "UPDATE messages
+                     SET status = 'sent', provider_id = ?3, error = NULL,
+                         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?4
+                     WHERE id = ?1 AND status = 'sending' AND lease_token = ?2
+                     RETURNING channel",
+                )
+                .and_then(|mut update| {
+                    update
+                        .query_row(params![id, token, provider_id, now], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(database("record a delivery attempt"))?;
+            // A report that overtook this outcome waits in the hold: apply it now, in
+            // this transaction, so the message is never seen `sent` once it is reported.
+            if sent.as_deref() == Some(Channel::Sms.as_str()) {
+                reports::apply_held(conn, id, provider_id.as_deref(), now)?;
+            }
+            Ok(usize::from(sent.is_some()))
+        }
         Outcome::Retry { due_at, error } => conn
             .prepare_cached(
                 "UPDATE messages
@@ -207,38 +220,6 @@ pub(super) fn expire_all_leases(conn: &Connection, now: i64) -> Result<u64, Stor
         .and_then(|mut update| update.execute(params![now]))
         .map_err(database("expire leases"))?;
     Ok(u64::try_from(expired).unwrap_or(u64::MAX))
-}
-
-pub(super) fn report(
-    conn: &Connection,
-    provider_id: &str,
-    status: DeliveryStatus,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<Option<String>, StoreError> {
-    let error = match status {
-        DeliveryStatus::Delivered => None,
-        DeliveryStatus::Undelivered => detail,
-    };
-    // Providers may reuse ids over time (or two modules may share one): the report is for
-    // the most recent message sent under that id. Later reports replace earlier ones.
-    conn.prepare_cached(
-        "UPDATE messages SET status = ?2, error = ?3, updated_at = ?4
-         WHERE id = (
-             SELECT id FROM messages
-             WHERE provider_id = ?1 AND status IN ('sent', 'delivered', 'undelivered')
-             ORDER BY created_at DESC LIMIT 1)
-         RETURNING id",
-    )
-    .and_then(|mut update| {
-        update
-            .query_row(
-                params![provider_id, Status::from(status).as_str(), error, now],
-                |row| row.get(0),
-            )
-            .optional()
-    })
-    .map_err(database("record a delivery report"))
 }
 
 /// What a lease would pick now, and how long the oldest of it has waited.

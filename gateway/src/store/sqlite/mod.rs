@@ -10,13 +10,17 @@
 //! of read connections on tokio's blocking threads; in WAL mode they never wait for the
 //! writer.
 //!
-//! The SQL lives beside the concept it serves: [`messages`] (enqueue, lease, settle,
-//! reports), [`mailings`], [`inbound`], and [`schema`] (set-up and migrations).
+//! The SQL lives beside the concept it serves: [`messages`] (enqueue, lease, settle),
+//! [`reports`] (delivery reports and their hold), [`idempotency`], [`mailings`],
+//! [`inbound`], [`purge`] (retention), and [`schema`] (set-up and migrations).
 
 mod convert;
+mod idempotency;
 mod inbound;
 mod mailings;
 mod messages;
+mod purge;
+mod reports;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -35,8 +39,9 @@ use self::convert::{database, millis, now_millis, unix_millis};
 use self::messages::MessageRow;
 use self::writer::{Write, WriterState};
 use super::{
-    Channel, DeliveryStatus, Enqueued, InboundRecord, Leased, MailingCounts, MessageRecord, NewInbound,
-    NewMailing, NewMessage, QueueDepth, Settlement, Store, StoreError, StoreHealth,
+    Channel, DeliveryReport, Enqueued, Idempotency, InboundRecord, Leased, MailingCounts, MessageRecord,
+    NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome, Settlement, Store,
+    StoreError, StoreHealth,
 };
 
 /// Read connections kept open between reads.
@@ -177,28 +182,28 @@ impl Store for SqliteStore {
     async fn enqueue(
         &self,
         message: NewMessage,
-        idempotency_key: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Enqueued, StoreError> {
         let message = MessageRow {
             channel: message.channel,
             payload: message.payload.to_string(),
             mailing_id: message.mailing_id,
         };
-        self.write(move |conn, now| messages::insert_message(conn, &message, idempotency_key.as_deref(), now))
+        self.write(move |conn, now| messages::insert_message(conn, &message, idempotency.as_ref(), now))
             .await
     }
 
     async fn create_mailing(
         &self,
         mailing: NewMailing,
-        idempotency_key: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Enqueued, StoreError> {
         if mailing.recipients.is_empty() {
             return Err(StoreError::Invalid(
                 "a mailing needs at least one recipient".into(),
             ));
         }
-        self.write(move |conn, now| mailings::insert_mailing(conn, &mailing, idempotency_key.as_deref(), now))
+        self.write(move |conn, now| mailings::insert_mailing(conn, &mailing, idempotency.as_ref(), now))
             .await
     }
 
@@ -245,15 +250,22 @@ impl Store for SqliteStore {
         self.write(messages::expire_all_leases).await
     }
 
-    async fn record_delivery_report(
+    async fn record_delivery_report(&self, report: DeliveryReport) -> Result<ReportOutcome, StoreError> {
+        self.write(move |conn, now| reports::record(conn, &report, now))
+            .await
+    }
+
+    async fn purge(
         &self,
-        provider_id: &str,
-        status: DeliveryStatus,
-        detail: Option<&str>,
-    ) -> Result<Option<String>, StoreError> {
-        let provider_id = provider_id.to_owned();
-        let detail = detail.map(str::to_owned);
-        self.write(move |conn, now| messages::report(conn, &provider_id, status, detail.as_deref(), now))
+        kind: PurgeKind,
+        older_than: SystemTime,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        let (before, limit) = (unix_millis(older_than), i64::try_from(limit).unwrap_or(i64::MAX));
+        if limit == 0 {
+            return Ok(Purged::default());
+        }
+        self.write(move |conn, _now| purge::purge(conn, kind, before, limit))
             .await
     }
 

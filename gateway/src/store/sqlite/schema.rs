@@ -16,6 +16,7 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_base.sql")),
     (3, include_str!("migrations/0003_lease_tokens.sql")),
+    (4, include_str!("migrations/0004_reports_keys_retention.sql")),
 ];
 
 /// The newest schema this gateway knows.

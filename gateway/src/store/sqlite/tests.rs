@@ -9,7 +9,7 @@ use serde_json::json;
 use super::schema::{configure_writer, migrate, SCHEMA_VERSION};
 use super::writer::apply_batch;
 use super::*;
-use crate::store::{LeaseToken, Outcome, Status};
+use crate::store::{DeliveryStatus, LeaseToken, Outcome, Status};
 
 /// Ends one lease the way a worker does; true if the outcome applied.
 async fn settle(store: &SqliteStore, leased: &Leased, outcome: Outcome) -> bool {
@@ -43,6 +43,44 @@ fn email(subject: &str) -> NewMessage {
         channel: Channel::Email,
         payload: json!({ "to": ["a@example.com"], "subject": subject }),
         mailing_id: None,
+    }
+}
+
+/// The idempotency key `key` of `POST /v1/sms` with a body of `text`.
+fn key(key: &str, text: &str) -> Option<Idempotency> {
+    Some(Idempotency::new(
+        key.into(),
+        "POST /v1/sms",
+        &json!({ "text": text }),
+    ))
+}
+
+/// The idempotency key `key` of `POST /v1/mailings`, with one body.
+fn mailing_key(key: &str) -> Option<Idempotency> {
+    Some(Idempotency::new(
+        key.into(),
+        "POST /v1/mailings",
+        &json!({ "subject": "news" }),
+    ))
+}
+
+/// A delivery report from the `file` module.
+fn report(provider_id: Option<&str>, message_id: Option<&str>, status: DeliveryStatus) -> DeliveryReport {
+    DeliveryReport {
+        module: "file".into(),
+        provider_id: provider_id.map(str::to_owned),
+        message_id: message_id.map(str::to_owned),
+        status,
+        detail: match status {
+            DeliveryStatus::Delivered => None,
+            DeliveryStatus::Undelivered => Some("absent subscriber".into()),
+        },
+    }
+}
+
+fn applied(id: &str) -> ReportOutcome {
+    ReportOutcome::Applied {
+        message_id: id.to_owned(),
     }
 }
 
@@ -108,9 +146,9 @@ async fn same_idempotency_key_twice_stores_one_message() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
 
-    let first = store.enqueue(sms("once"), Some("key-1".into())).await.unwrap();
-    let second = store.enqueue(sms("once"), Some("key-1".into())).await.unwrap();
-    let other = store.enqueue(sms("once"), Some("key-2".into())).await.unwrap();
+    let first = store.enqueue(sms("once"), key("key-1", "once")).await.unwrap();
+    let second = store.enqueue(sms("once"), key("key-1", "once")).await.unwrap();
+    let other = store.enqueue(sms("once"), key("key-2", "once")).await.unwrap();
 
     assert!(first.created);
     assert_eq!(
@@ -133,7 +171,7 @@ async fn same_idempotency_key_concurrently_stores_one_message() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let store: Arc<dyn Store> = store.clone();
-            tokio::spawn(async move { store.enqueue(sms("once"), Some("same".into())).await.unwrap() })
+            tokio::spawn(async move { store.enqueue(sms("once"), key("same", "once")).await.unwrap() })
         })
         .collect();
     let mut answers = Vec::new();
@@ -206,11 +244,10 @@ fn one_batch_survives_a_failing_request_and_dedups_a_repeated_key() {
     ] {
         let (reply, answer) = oneshot::channel();
         answers.push(answer);
-        let idempotency_key = key.map(str::to_owned);
+        let idempotency = key.and_then(|k| self::key(k, "once"));
         let message = message(mailing_id);
-        let write = move |conn: &Connection, now| {
-            messages::insert_message(conn, &message, idempotency_key.as_deref(), now)
-        };
+        let write =
+            move |conn: &Connection, now| messages::insert_message(conn, &message, idempotency.as_ref(), now);
         batch.push(Write::new(write, reply, false));
     }
 
@@ -683,7 +720,7 @@ async fn mailing_of_100k_recipients_in_one_call() {
 
     let started = Instant::now();
     let created = store
-        .create_mailing(mailing.clone(), Some("spring".into()))
+        .create_mailing(mailing.clone(), mailing_key("spring"))
         .await
         .unwrap();
     let elapsed = started.elapsed();
@@ -707,7 +744,7 @@ async fn mailing_of_100k_recipients_in_one_call() {
     );
 
     let again = store
-        .create_mailing(mailing, Some("spring".into()))
+        .create_mailing(mailing, mailing_key("spring"))
         .await
         .unwrap();
     assert_eq!(
@@ -771,7 +808,7 @@ async fn everything_survives_reopening_the_file() {
     let (sent, queued, mailing) = {
         let store = open(&dir);
         let sent = store
-            .enqueue(sms("sent"), Some("key-sent".into()))
+            .enqueue(sms("sent"), key("key-sent", "sent"))
             .await
             .unwrap()
             .id;
@@ -811,7 +848,7 @@ async fn everything_survives_reopening_the_file() {
     assert_eq!(store.get(&queued).await.unwrap().unwrap().status, Status::Queued);
     let counts = store.mailing_counts(&mailing).await.unwrap().unwrap();
     assert_eq!((counts.total, counts.queued), (2, 2));
-    let again = store.enqueue(sms("sent"), Some("key-sent".into())).await.unwrap();
+    let again = store.enqueue(sms("sent"), key("key-sent", "sent")).await.unwrap();
     assert_eq!(
         again,
         Enqueued {
@@ -842,13 +879,12 @@ async fn delivery_report_moves_sent_to_delivered() {
     assert!(settle(&store, &leased[1], sent(Some("p-2"))).await);
 
     let delivered = store
-        .record_delivery_report("p-1", DeliveryStatus::Delivered, Some("DELIVRD"))
+        .record_delivery_report(report(Some("p-1"), None, DeliveryStatus::Delivered))
         .await;
-    let undelivered =
-        store.record_delivery_report("p-2", DeliveryStatus::Undelivered, Some("absent subscriber"));
+    let undelivered = store.record_delivery_report(report(Some("p-2"), None, DeliveryStatus::Undelivered));
 
-    assert_eq!(delivered.unwrap(), Some(first.clone()));
-    assert_eq!(undelivered.await.unwrap(), Some(second.clone()));
+    assert_eq!(delivered.unwrap(), applied(&first));
+    assert_eq!(undelivered.await.unwrap(), applied(&second));
     let record = store.get(&first).await.unwrap().unwrap();
     assert_eq!((record.status, record.error), (Status::Delivered, None));
     let record = store.get(&second).await.unwrap().unwrap();
@@ -856,33 +892,325 @@ async fn delivery_report_moves_sent_to_delivered() {
         (record.status, record.error.as_deref()),
         (Status::Undelivered, Some("absent subscriber"))
     );
-    assert_eq!(
-        store
-            .record_delivery_report("p-unknown", DeliveryStatus::Delivered, None)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(count(&store, "SELECT count(*) FROM held_reports"), 0);
 }
 
+/// Defect 4: a report that arrived before its send's outcome was recorded was dropped,
+/// and the SMS stayed `sent` for ever.
 #[tokio::test]
-async fn a_report_before_the_message_is_sent_changes_nothing() {
+async fn a_report_before_the_send_is_recorded_is_held_and_applied_with_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let id = store.enqueue(sms("1"), None).await.unwrap().id;
+    let other = store.enqueue(sms("2"), None).await.unwrap().id;
+    let leased = store
+        .lease(Channel::Sms, 2, "w", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // By provider id (not stored yet), then by message id (still `sending`): both held.
+    let by_provider = store
+        .record_delivery_report(report(Some("p-1"), None, DeliveryStatus::Undelivered))
+        .await
+        .unwrap();
+    let by_id = store
+        .record_delivery_report(report(None, Some(&id), DeliveryStatus::Delivered))
+        .await
+        .unwrap();
+    assert_eq!((by_provider, by_id), (ReportOutcome::Held, ReportOutcome::Held));
+    assert_eq!(store.get(&id).await.unwrap().unwrap().status, Status::Sending);
+
+    assert!(settle(&store, &leased[0], sent(Some("p-1"))).await);
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.error, record.provider_id.as_deref()),
+        (Status::Delivered, None, Some("p-1")),
+        "the newest held report applies with the outcome"
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM held_reports"), 0);
+
+    // The other SMS takes none of them.
+    assert!(settle(&store, &leased[1], sent(Some("p-2"))).await);
+    assert_eq!(store.get(&other).await.unwrap().unwrap().status, Status::Sent);
+}
+
+/// Defect 4: a report naming the gateway's own message id was matched only by provider id.
+#[tokio::test]
+async fn a_report_naming_the_message_id_is_matched_whatever_its_provider_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = store.enqueue(sms("1"), None).await.unwrap().id;
+    let leased = store
+        .lease(Channel::Sms, 1, "w", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(settle(&store, &leased[0], sent(Some("p-1"))).await);
+
+    // A multipart SMS is reported part by part, under ids the send's answer never gave.
+    let outcome = store
+        .record_delivery_report(report(Some("p-1-part-2"), Some(&id), DeliveryStatus::Undelivered))
+        .await
+        .unwrap();
+    assert_eq!(outcome, applied(&id));
+    assert_eq!(store.get(&id).await.unwrap().unwrap().status, Status::Undelivered);
+
+    // An e-mail's id is no SMS's: held (and purged in time), the e-mail unchanged.
+    let mail = store.enqueue(email("hello"), None).await.unwrap().id;
+    let outcome = store
+        .record_delivery_report(report(None, Some(&mail), DeliveryStatus::Delivered))
+        .await;
+    assert!(matches!(outcome, Err(StoreError::Invalid(_))), "{outcome:?}");
+    assert_eq!(store.get(&mail).await.unwrap().unwrap().status, Status::Queued);
+}
+
+#[tokio::test]
+async fn a_stale_outcome_takes_no_held_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = store.enqueue(sms("1"), None).await.unwrap().id;
+    let first = store
+        .lease(Channel::Sms, 1, "w", Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = store
+        .lease(Channel::Sms, 1, "w", Duration::from_secs(60))
+        .await
+        .unwrap();
+    store
+        .record_delivery_report(report(None, Some(&id), DeliveryStatus::Delivered))
+        .await
+        .unwrap();
+
+    assert!(!settle(&store, &first[0], sent(Some("p-old"))).await);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM held_reports"),
+        1,
+        "still held"
+    );
+    assert!(settle(&store, &second[0], sent(Some("p-new"))).await);
+    assert_eq!(store.get(&id).await.unwrap().unwrap().status, Status::Delivered);
+}
+
+/// Defect 5: a key reused with another body, or on another endpoint, silently answered
+/// with what the first request created.
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let first = store.enqueue(sms("once"), key("k", "once")).await.unwrap();
+
+    let other_body = store.enqueue(sms("twice"), key("k", "twice")).await;
+    assert_eq!(
+        other_body,
+        Err(StoreError::IdempotencyKeyReused {
+            endpoint: "POST /v1/sms".into(),
+            same_endpoint: true
+        })
+    );
+    let as_email = Some(Idempotency::new(
+        "k".into(),
+        "POST /v1/email",
+        &json!({ "text": "once" }),
+    ));
+    let other_endpoint = store.enqueue(email("once"), as_email).await;
+    assert_eq!(
+        other_endpoint,
+        Err(StoreError::IdempotencyKeyReused {
+            endpoint: "POST /v1/sms".into(),
+            same_endpoint: false
+        })
+    );
+    let mailing = NewMailing {
+        shared: json!({ "subject": "news" }),
+        recipients: vec![json!({ "to": "a@example.com" })],
+    };
+    let as_mailing = Some(Idempotency::new(
+        "k".into(),
+        "POST /v1/mailings",
+        &json!({ "text": "once" }),
+    ));
+    assert!(matches!(
+        store.create_mailing(mailing, as_mailing).await,
+        Err(StoreError::IdempotencyKeyReused { .. })
+    ));
+
+    let again = store.enqueue(sms("once"), key("k", "once")).await.unwrap();
+    assert_eq!((again.id, again.created), (first.id, false));
+    assert_eq!(count(&store, "SELECT count(*) FROM messages"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM mailings"), 0);
+}
+
+/// Keys stored before bodies were digested keep answering on their own endpoint.
+#[tokio::test]
+async fn keys_of_a_version_3_file_move_to_their_table_and_match_on_their_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("migrations/0002_base.sql"))
+            .unwrap();
+        conn.execute_batch(include_str!("migrations/0003_lease_tokens.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (id, channel, status, payload, due_at, idempotency_key, created_at, updated_at)
+             VALUES ('m-1', 'sms', 'sent', '{}', 1, 'old-key', 1, 1);
+             INSERT INTO mailings (id, payload, total, idempotency_key, created_at)
+             VALUES ('l-1', '{}', 0, 'old-mailing', 1);
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let again = store
+        .enqueue(sms("whatever"), key("old-key", "whatever"))
+        .await
+        .unwrap();
+    assert_eq!((again.id.as_str(), again.created), ("m-1", false));
+    let as_email = Some(Idempotency::new("old-key".into(), "POST /v1/email", &json!({})));
+    assert!(matches!(
+        store.enqueue(email("x"), as_email).await,
+        Err(StoreError::IdempotencyKeyReused {
+            same_endpoint: false,
+            ..
+        })
+    ));
+    let mailing = NewMailing {
+        shared: json!({}),
+        recipients: vec![json!({ "to": "a@example.com" })],
+    };
+    let again = store
+        .create_mailing(mailing, mailing_key("old-mailing"))
+        .await
+        .unwrap();
+    assert_eq!((again.id.as_str(), again.created), ("l-1", false));
+}
+
+/// Defect 6: nothing was ever purged.
+#[tokio::test]
+async fn finished_rows_older_than_the_retention_are_purged_in_batches_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut finished = Vec::new();
+    for n in 0..5 {
+        finished.push(
+            store
+                .enqueue(sms(&format!("{n}")), key(&format!("k{n}"), "x"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let leased = store
+        .lease(Channel::Sms, 5, "w", Duration::from_secs(60))
+        .await
+        .unwrap();
+    for (n, lease) in leased.iter().enumerate() {
+        let outcome = if n == 0 {
+            failed("refused")
+        } else {
+            sent(Some(&format!("p-{n}")))
+        };
+        assert!(settle(&store, lease, outcome).await);
+    }
+    let sending = store.enqueue(sms("sending"), None).await.unwrap().id;
     store
         .lease(Channel::Sms, 1, "w", Duration::from_secs(60))
         .await
         .unwrap();
+    let queued = store.enqueue(sms("queued"), None).await.unwrap().id;
+    let mailing = |n: usize| NewMailing {
+        shared: json!({ "subject": "news" }),
+        recipients: (0..n)
+            .map(|i| json!({ "to": format!("r{i}@example.com") }))
+            .collect(),
+    };
+    let done_mailing = store.create_mailing(mailing(3), None).await.unwrap().id;
+    let emails = store
+        .lease(Channel::Email, 3, "w", Duration::from_secs(60))
+        .await
+        .unwrap();
+    for lease in &emails {
+        assert!(settle(&store, lease, sent(None)).await);
+    }
+    let open_mailing = store.create_mailing(mailing(2), None).await.unwrap().id;
+    let inbound = |n: u32, url: Option<&str>| NewInbound {
+        module: "file".into(),
+        sender: "+447911123456".into(),
+        recipient: "+447700900000".into(),
+        text: format!("reply {n}"),
+        provider_id: format!("in-{n}"),
+        forward_url: url.map(str::to_string),
+    };
+    store.store_inbound(inbound(1, None)).await.unwrap();
+    let pending = store
+        .store_inbound(inbound(2, Some("http://127.0.0.1:9/")))
+        .await
+        .unwrap()
+        .id;
+    store
+        .record_delivery_report(report(Some("p-unknown"), None, DeliveryStatus::Delivered))
+        .await
+        .unwrap();
 
+    // Nothing is older than an hour ago.
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for kind in PurgeKind::ALL {
+        assert_eq!(
+            store.purge(kind, an_hour_ago, 2).await.unwrap(),
+            Purged::default(),
+            "{kind}"
+        );
+    }
+
+    // Everything is older than a second from now: batches of 2 until none is left.
+    let later = SystemTime::now() + Duration::from_secs(1);
+    let mut purged = std::collections::HashMap::new();
+    let mut writes = 0;
+    for kind in PurgeKind::ALL {
+        loop {
+            let batch = store.purge(kind, later, 2).await.unwrap();
+            writes += 1;
+            assert!(batch.rows + batch.mailing_messages <= 2, "{kind}: {batch:?}");
+            *purged.entry(kind).or_insert(0) += batch.rows;
+            *purged.entry(PurgeKind::Messages).or_insert(0) += batch.mailing_messages;
+            if !batch.more {
+                break;
+            }
+        }
+    }
+    assert!(writes > PurgeKind::ALL.len(), "more than one batch");
     assert_eq!(
-        store
-            .record_delivery_report("p-1", DeliveryStatus::Delivered, None)
-            .await
-            .unwrap(),
-        None
+        purged[&PurgeKind::Messages],
+        5 + 3,
+        "five SMS and the finished mailing's three e-mails"
     );
-    assert_eq!(store.get(&id).await.unwrap().unwrap().status, Status::Sending);
+    assert_eq!(purged[&PurgeKind::Mailings], 1);
+    assert_eq!(purged[&PurgeKind::Inbound], 1);
+    assert_eq!(purged[&PurgeKind::HeldReports], 1);
+    assert_eq!(purged[&PurgeKind::IdempotencyKeys], 5);
+
+    for id in &finished {
+        assert_eq!(store.get(id).await.unwrap(), None);
+    }
+    assert_eq!(store.mailing_counts(&done_mailing).await.unwrap(), None);
+    assert_eq!(
+        store.get(&sending).await.unwrap().unwrap().status,
+        Status::Sending
+    );
+    assert_eq!(store.get(&queued).await.unwrap().unwrap().status, Status::Queued);
+    assert_eq!(
+        store.mailing_counts(&open_mailing).await.unwrap().unwrap().queued,
+        2
+    );
+    let left: Vec<_> = store.list_inbound(10, None).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [pending.as_str()]
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM held_reports"), 0);
+    // A purged key is free again.
+    assert!(store.enqueue(sms("0"), key("k0", "other")).await.unwrap().created);
 }
 
 /// Set for the child process of `an_acknowledged_enqueue_survives_kill_9`.
@@ -1080,4 +1408,69 @@ fn leases_use_the_partial_indexes() {
         "SELECT id FROM messages WHERE channel IN ('sms', 'email') AND status = 'sending' AND lease_owner = 'w'",
     );
     assert!(release_plan.contains("messages_lease_expiry"), "{release_plan}");
+}
+
+/// A purge batch must walk an index of the rows it may delete, oldest first, and stop at
+/// its limit: never scan or sort the tables it keeps rows of.
+#[test]
+fn purges_and_held_reports_use_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let conn = Connection::open(store.path()).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = explain.query_map([], |row| row.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    };
+    for (sql, index) in [
+        (
+            "SELECT id FROM messages WHERE mailing_id IS NULL AND status IN ('sent', 'failed', 'delivered', 'undelivered') \
+             AND updated_at < 5 ORDER BY updated_at LIMIT 500",
+            "messages_finished",
+        ),
+        (
+            "SELECT id FROM inbound WHERE forward_status IN ('none', 'forwarded') AND received_at < 5 \
+             ORDER BY received_at LIMIT 500",
+            "inbound_finished",
+        ),
+        (
+            "SELECT seq FROM held_reports WHERE received_at < 5 ORDER BY received_at LIMIT 500",
+            "held_reports_received_at",
+        ),
+        (
+            "SELECT key FROM idempotency_keys WHERE created_at < 5 ORDER BY created_at LIMIT 500",
+            "idempotency_keys_created_at",
+        ),
+        (
+            "SELECT id FROM mailings WHERE created_at < 5 AND NOT EXISTS (SELECT 1 FROM messages \
+             WHERE mailing_id = mailings.id AND status IN ('queued', 'sending')) ORDER BY created_at LIMIT 1",
+            "mailings_created_at",
+        ),
+        (
+            "SELECT id FROM messages WHERE mailing_id = 'm' LIMIT 500",
+            "messages_mailing_status",
+        ),
+    ] {
+        let plan = plan(sql);
+        assert!(plan.contains(index), "{sql}:\n{plan}");
+        assert!(!plan.contains("SCAN messages\n") && !plan.ends_with("SCAN messages"), "{sql}:\n{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{sql}:\n{plan}");
+    }
+    // The reports held for one message are few: sorting them is fine, scanning all is not.
+    let held = plan(
+        "SELECT status, detail FROM held_reports WHERE message_id = 'm' OR (message_id IS NULL AND provider_id = 'p') \
+         ORDER BY seq DESC LIMIT 1",
+    );
+    assert!(
+        held.contains("held_reports_message_id") && held.contains("held_reports_provider_id"),
+        "{held}"
+    );
+    let mailing_check = plan(
+        "SELECT id FROM mailings WHERE created_at < 5 AND NOT EXISTS (SELECT 1 FROM messages \
+         WHERE mailing_id = mailings.id AND status IN ('queued', 'sending')) ORDER BY created_at LIMIT 1",
+    );
+    assert!(
+        mailing_check.contains("messages_mailing_status"),
+        "{mailing_check}"
+    );
 }
