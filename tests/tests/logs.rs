@@ -11,14 +11,21 @@ async fn logs_written_to_a_file_carry_no_colour_codes() {
     // Some traffic, including a refused request, so that warnings are logged too.
     let api = Api::new(&gateway.url);
     let (status, _) = api
-        .post("/v1/sms", SEND_TOKEN, &serde_json::json!({ "to": "+447911123456", "text": "hi" }))
+        .post(
+            "/v1/sms",
+            SEND_TOKEN,
+            &serde_json::json!({ "to": "+447911123456", "text": "hi" }),
+        )
         .await;
     assert_eq!(status, 202);
     let (status, _) = api.get("/v1/messages/nope", "a-token-nobody-has-0000").await;
     assert_eq!(status, 401);
 
     let log = gateway.log_text();
-    assert!(log.contains("HTTP API listening"), "the log has the start lines:\n{log}");
+    assert!(
+        log.contains("HTTP API listening"),
+        "the log has the start lines:\n{log}"
+    );
     assert!(
         !log.contains('\u{1b}'),
         "the log file holds terminal escape codes:\n{}",
