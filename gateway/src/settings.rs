@@ -206,10 +206,22 @@ impl Default for RawSms {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAuth {
     tokens: Vec<RawToken>,
+    max_failures: u64,
+    failure_window_ms: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            tokens: Vec::new(),
+            max_failures: 20,
+            failure_window_ms: 60_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,6 +258,8 @@ pub struct Settings {
     pub email: EmailSettings,
     pub sms: SmsSettings,
     pub auth: Vec<ApiToken>,
+    /// `auth.max_failures` and `auth.failure_window_ms`.
+    pub auth_failures: FailureLimit,
     pub log: LogSettings,
 }
 
@@ -501,6 +515,15 @@ pub struct ApiToken {
     pub role: Role,
 }
 
+/// How many refused tokens a client address may present before it is held off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimit {
+    /// Refused tokens within one window after which the address gets 429.
+    pub max_failures: NonZeroU32,
+    /// The window, counted from the address's first refused token in it.
+    pub window: Duration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -693,6 +716,22 @@ impl Settings {
             });
         }
 
+        let auth_failures = FailureLimit {
+            max_failures: u32::try_from(raw.auth.max_failures)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| {
+                    invalid(
+                        "auth.max_failures",
+                        format!(
+                            "{} makes no sense: it must be a whole number of at least 1",
+                            raw.auth.max_failures
+                        ),
+                    )
+                })?,
+            window: positive_ms("auth.failure_window_ms", raw.auth.failure_window_ms)?,
+        };
+
         let log = LogSettings {
             format: match raw.log.format.as_str() {
                 "text" => LogFormat::Text,
@@ -708,6 +747,7 @@ impl Settings {
             email,
             sms,
             auth,
+            auth_failures,
             log,
         })
     }
@@ -1128,6 +1168,15 @@ mod tests {
             assert!(e.starts_with(&format!("server.{key}: ")), "{e}");
         }
         assert!(err("[server]\nmax_connections = -1").contains("max_connections"));
+    }
+
+    #[test]
+    fn the_failure_limit_has_defaults_and_a_bad_one_names_its_key() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.auth_failures.max_failures.get(), 20);
+        assert_eq!(s.auth_failures.window, Duration::from_secs(60));
+        assert!(err("[auth]\nmax_failures = 0").starts_with("auth.max_failures: "));
+        assert!(err("[auth]\nfailure_window_ms = 0").starts_with("auth.failure_window_ms: "));
     }
 
     #[test]

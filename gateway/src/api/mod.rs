@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod auth_failures;
 mod body;
 mod callbacks;
 mod email;
@@ -11,10 +12,10 @@ mod messages;
 pub mod problem;
 mod sms;
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::{ConnectInfo, FromRef, MatchedPath, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -29,6 +30,7 @@ use crate::{
     store::{Channel, NewMessage},
 };
 use auth::Caller;
+use auth_failures::AuthFailures;
 use problem::Problem;
 
 pub use messages::rfc3339;
@@ -40,7 +42,7 @@ macro_rules! routes {
         /// Every route the API serves, as (method, path); `any` accepts every method.
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
-        fn add_routes(router: Router<Arc<App>>) -> Router<Arc<App>> {
+        fn add_routes(router: Router<ApiState>) -> Router<ApiState> {
             router $(.route($path, axum::routing::$method($handler)))*
         }
     };
@@ -67,13 +69,59 @@ routes! {
 /// and checked against [`ROUTES`] by a test.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-/// The API's routes over the shared state.
+/// What the routes share: the gateway, and the refused tokens per client address.
+/// A handler takes only the part it uses (`State<Arc<App>>`).
+#[derive(Clone)]
+struct ApiState {
+    app: Arc<App>,
+    auth_failures: Arc<AuthFailures>,
+}
+
+impl FromRef<ApiState> for Arc<App> {
+    fn from_ref(state: &ApiState) -> Arc<App> {
+        state.app.clone()
+    }
+}
+
+/// The API's routes over the shared state. The client's address comes from the
+/// listener (`ConnectInfo<SocketAddr>`).
 pub fn router(app: Arc<App>) -> Router {
+    let state = ApiState {
+        app: app.clone(),
+        auth_failures: Arc::default(),
+    };
     add_routes(Router::new())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
-        .with_state(app)
+        .layer(middleware::from_fn_with_state(state.clone(), guard_tokens))
+        .layer(middleware::from_fn_with_state(app, count_requests))
+        .with_state(state)
+}
+
+/// Holds off a client address that presented too many wrong tokens (429 with
+/// `Retry-After`, see `auth_failures`), and counts each token refused with 401.
+async fn guard_tokens(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let (Some(client), true) = (client, request.headers().contains_key(header::AUTHORIZATION)) else {
+        return next.run(request).await;
+    };
+    let limit = state.app.live().settings.auth_failures;
+    if let Err(wait) = state.auth_failures.check(client, limit) {
+        return Problem::too_many_failures(wait).into_response();
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        state.auth_failures.failed(client, &route, limit);
+    }
+    response
 }
 
 async fn healthz() -> Response {

@@ -1,6 +1,8 @@
 //! Errors as `application/problem+json` (RFC 9457): a status, a title, a `detail` a
 //! person can act on, and for validation errors the `field` at fault.
 
+use std::time::Duration;
+
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -22,6 +24,9 @@ pub struct Problem {
     pub field: Option<String>,
     #[serde(rename = "status")]
     status_code: u16,
+    /// Seconds for the `Retry-After` header.
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -38,6 +43,7 @@ impl Problem {
             detail: detail.into(),
             field: None,
             status_code: status.as_u16(),
+            retry_after: None,
         }
     }
 
@@ -112,6 +118,28 @@ impl Problem {
         problem
     }
 
+    /// 429: this client address presented too many wrong tokens; it may try again
+    /// after `wait` (sent as `Retry-After`, in whole seconds, rounded up).
+    pub fn too_many_failures(wait: Duration) -> Problem {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "/problems/too-many-failures",
+            "Too many refused tokens",
+            format!(
+                "this address presented too many wrong tokens (auth.max_failures); every request with a token \
+                 is refused for {seconds} s more"
+            ),
+        )
+        .with_retry_after(seconds)
+    }
+
+    /// Adds `Retry-After: seconds` (at least 1) to the answer.
+    pub fn with_retry_after(mut self, seconds: u64) -> Problem {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
     /// 502: the SMS module or its provider failed.
     pub fn bad_gateway(detail: impl Into<String>) -> Problem {
         Problem::new(
@@ -151,6 +179,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
