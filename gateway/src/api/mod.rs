@@ -12,21 +12,21 @@ mod messages;
 pub mod problem;
 mod sms;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
-    extract::{ConnectInfo, FromRef, MatchedPath, Request, State},
+    extract::{FromRef, MatchedPath, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Json, Router,
 };
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
     app::App,
     metrics::{HttpLabels, Metrics},
-    settings::Role,
     store::{Channel, NewMessage},
 };
 use auth::Caller;
@@ -35,34 +35,68 @@ use problem::Problem;
 
 pub use messages::rfc3339;
 
-/// Declares the routes once: [`ROUTES`] (method, path) for the OpenAPI check, and the
-/// function that adds them to a router, so that the two cannot differ.
+/// Declares the routes once, grouped by the role their caller needs: [`ROUTES`]
+/// (method, path) for the OpenAPI check, and the function that adds them to a router
+/// with each group's check in front, so that the table is what is enforced.
 macro_rules! routes {
-    ($($method:ident $path:literal => $handler:path,)*) => {
+    ($($group:ident { $($method:ident $path:literal => $handler:path,)* })*) => {
         /// Every route the API serves, as (method, path); `any` accepts every method.
-        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path),)*)*];
 
-        fn add_routes(router: Router<ApiState>) -> Router<ApiState> {
-            router $(.route($path, axum::routing::$method($handler)))*
+        fn add_routes(state: &ApiState) -> Router<ApiState> {
+            Router::new()
+                $(.merge(access::$group(
+                    Router::new() $(.route($path, axum::routing::$method($handler)))*,
+                    state,
+                )))*
         }
     };
 }
 
 routes! {
-    get "/healthz" => healthz,
-    get "/metrics" => metrics,
-    get "/openapi.json" => openapi,
-    post "/v1/sms" => sms::post_sms,
-    post "/v1/email" => email::post_email,
-    post "/v1/mailings" => email::post_mailing,
-    get "/v1/mailings/{id}" => email::get_mailing,
-    get "/v1/messages/{id}" => messages::get_message,
-    get "/v1/inbound" => callbacks::list_inbound,
-    any "/v1/providers/{module}/callback" => callbacks::callback,
-    post "/v1/admin/sms/test" => admin::sms_test,
-    post "/v1/admin/email/check" => email::email_check,
-    get "/v1/admin/settings" => admin::settings,
-    post "/v1/admin/reload" => admin::reload,
+    public {
+        get "/healthz" => healthz,
+        get "/metrics" => metrics,
+        get "/openapi.json" => openapi,
+        // No token: the module checks the provider's signature or secret.
+        any "/v1/providers/{module}/callback" => callbacks::callback,
+    }
+    send {
+        post "/v1/sms" => sms::post_sms,
+        post "/v1/email" => email::post_email,
+        post "/v1/mailings" => email::post_mailing,
+        get "/v1/mailings/{id}" => email::get_mailing,
+        get "/v1/messages/{id}" => messages::get_message,
+        get "/v1/inbound" => callbacks::list_inbound,
+    }
+    admin {
+        post "/v1/admin/sms/test" => admin::sms_test,
+        post "/v1/admin/email/check" => email::email_check,
+        get "/v1/admin/settings" => admin::settings,
+        post "/v1/admin/reload" => admin::reload,
+    }
+}
+
+/// The groups of the route table: what runs in front of a group's routes.
+mod access {
+    use axum::{middleware::from_extractor_with_state, Router};
+
+    use super::{
+        auth::{role, Caller},
+        ApiState,
+    };
+
+    pub fn public(routes: Router<ApiState>, _: &ApiState) -> Router<ApiState> {
+        routes
+    }
+
+    pub fn send(routes: Router<ApiState>, state: &ApiState) -> Router<ApiState> {
+        routes.route_layer(from_extractor_with_state::<Caller<role::Send>, _>(state.clone()))
+    }
+
+    pub fn admin(routes: Router<ApiState>, state: &ApiState) -> Router<ApiState> {
+        routes.route_layer(from_extractor_with_state::<Caller<role::Admin>, _>(state.clone()))
+    }
 }
 
 /// The OpenAPI 3.1 document of this API, kept in the repository (`gateway/openapi.json`)
@@ -90,42 +124,21 @@ pub fn router(app: Arc<App>) -> Router {
         app: app.clone(),
         auth_failures: Arc::default(),
     };
-    add_routes(Router::new())
+    add_routes(&state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), guard_tokens))
         .layer(middleware::from_fn_with_state(app, count_requests))
         .with_state(state)
 }
 
-/// Holds off a client address that presented too many wrong tokens (429 with
-/// `Retry-After`, see `auth_failures`), and counts each token refused with 401.
-async fn guard_tokens(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
-    let (Some(client), true) = (client, request.headers().contains_key(header::AUTHORIZATION)) else {
-        return next.run(request).await;
-    };
-    let limit = state.app.live().settings.auth_failures;
-    if let Err(wait) = state.auth_failures.check(client, limit) {
-        return Problem::too_many_failures(wait).into_response();
-    }
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
-    if response.status() == StatusCode::UNAUTHORIZED {
-        state.auth_failures.failed(client, &route, limit);
-    }
-    response
+/// The answer of `GET /healthz`.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
 }
 
-async fn healthz() -> Response {
-    Json(serde_json::json!({ "status": "ok" })).into_response()
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 async fn openapi() -> Response {
@@ -209,23 +222,24 @@ async fn enqueue(
     Ok(accepted(&enqueued.id, "messages"))
 }
 
+/// The answer of every `POST` that creates something.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    id: &'a str,
+}
+
 /// 202 with `{"id": …}` and the `Location` of the created resource.
 fn accepted(id: &str, collection: &str) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(Accepted { id })).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/{collection}/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }
 
-/// Checks the caller's token against the tokens in force.
-fn authorize(app: &App, headers: &HeaderMap, needed: Role) -> Result<Caller, Problem> {
-    auth::authorize(headers, &app.live().settings.auth, needed)
-}
-
 /// The `Idempotency-Key` header, scoped to the caller's token so that two apps
 /// cannot collide, and never stored in clear with the token.
-fn idempotency_key(app: &App, headers: &HeaderMap, caller: Caller) -> Result<Option<String>, Problem> {
+fn idempotency_key<R>(app: &App, headers: &HeaderMap, caller: &Caller<R>) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
