@@ -120,7 +120,7 @@ pub enum ReloadError {
 }
 
 /// Keys read only at start.
-const RESTART_KEYS: &[&str] = &["server.listen", "storage.url"];
+const RESTART_KEYS: &[&str] = &["server.listen", "server.max_connections", "storage.url"];
 /// Keys that need the SMS module restarted.
 const MODULE_KEYS: &[&str] = &[
     "sms.module",

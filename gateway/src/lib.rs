@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod email;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod modules;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     app::{App, Live},
-    email,
+    email, listener,
     metrics::Metrics,
     purger,
     settings::{ConfigFile, Loaded, StorageUrl},
@@ -83,11 +83,34 @@ pub async fn run(
     let purge = tokio::spawn(purger::run(app.clone(), stop.child_token()));
 
     let address = listener.local_addr().context("the listener has no address")?;
-    tracing::info!(%address, "HTTP API listening");
-    let stop_accepting = stop.clone();
-    let server = axum::serve(listener, api::router(app.clone()))
-        .with_graceful_shutdown(async move { stop_accepting.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
+    let configured = app.live().settings.server.max_connections.get();
+    let (max_connections, descriptor_limit) = listener::connection_cap(configured);
+    if max_connections < configured as usize {
+        tracing::warn!(
+            max_connections,
+            configured,
+            descriptor_limit,
+            "open connections capped below server.max_connections by the descriptor limit (ulimit -n)"
+        );
+    }
+    tracing::info!(%address, max_connections, "HTTP API listening");
+    let limits = {
+        let app = app.clone();
+        move || {
+            let server = &app.live().settings.server;
+            listener::Limits {
+                header_read: server.header_read_timeout,
+                idle: server.idle_timeout,
+            }
+        }
+    };
+    let server = tokio::spawn(listener::serve(
+        listener,
+        api::router(app.clone()),
+        max_connections,
+        limits,
+        stop.clone(),
+    ));
 
     shutdown.await;
     tracing::info!(grace = ?grace, "stopping: no new requests; finishing what is in flight");

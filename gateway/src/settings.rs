@@ -83,6 +83,9 @@ struct RawServer {
     max_body_bytes: u64,
     max_mailing_body_bytes: u64,
     shutdown_grace_ms: u64,
+    header_read_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    max_connections: u64,
 }
 
 impl Default for RawServer {
@@ -92,6 +95,9 @@ impl Default for RawServer {
             max_body_bytes: 1024 * 1024,
             max_mailing_body_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
         }
     }
 }
@@ -232,10 +238,22 @@ impl Default for RawSms {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAuth {
     tokens: Vec<RawToken>,
+    max_failures: u64,
+    failure_window_ms: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            tokens: Vec::new(),
+            max_failures: 20,
+            failure_window_ms: 60_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,6 +290,8 @@ pub struct Settings {
     pub email: EmailSettings,
     pub sms: SmsSettings,
     pub auth: Vec<ApiToken>,
+    /// `auth.max_failures` and `auth.failure_window_ms`.
+    pub auth_failures: FailureLimit,
     pub log: LogSettings,
 }
 
@@ -284,6 +304,15 @@ pub struct ServerSettings {
     pub max_mailing_body_bytes: u64,
     /// How long a graceful stop waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers, from its first byte
+    /// (or from connecting, for a connection's first request).
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait, with no request in flight, for its
+    /// next request.
+    pub idle_timeout: Duration,
+    /// The most connections open at once; the descriptor limit may lower it further
+    /// (see `listener`).
+    pub max_connections: NonZeroU32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -527,6 +556,15 @@ pub struct ApiToken {
     pub role: Role,
 }
 
+/// How many refused tokens a client address may present before it is held off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimit {
+    /// Refused tokens within one window after which the address gets 429.
+    pub max_failures: NonZeroU32,
+    /// The window, counted from the address's first refused token in it.
+    pub window: Duration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -655,6 +693,24 @@ impl Settings {
                 n => n,
             },
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
+            header_read_timeout: positive_ms(
+                "server.header_read_timeout_ms",
+                raw.server.header_read_timeout_ms,
+            )?,
+            idle_timeout: positive_ms("server.idle_timeout_ms", raw.server.idle_timeout_ms)?,
+            max_connections: u32::try_from(raw.server.max_connections)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| {
+                    invalid(
+                        "server.max_connections",
+                        format!(
+                            "{} makes no sense: it must be a whole number from 1 to {}",
+                            raw.server.max_connections,
+                            u32::MAX
+                        ),
+                    )
+                })?,
         };
 
         let url = if let Some(path) = raw.storage.url.strip_prefix("sqlite://") {
@@ -705,6 +761,22 @@ impl Settings {
             });
         }
 
+        let auth_failures = FailureLimit {
+            max_failures: u32::try_from(raw.auth.max_failures)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| {
+                    invalid(
+                        "auth.max_failures",
+                        format!(
+                            "{} makes no sense: it must be a whole number of at least 1",
+                            raw.auth.max_failures
+                        ),
+                    )
+                })?,
+            window: positive_ms("auth.failure_window_ms", raw.auth.failure_window_ms)?,
+        };
+
         let log = LogSettings {
             format: match raw.log.format.as_str() {
                 "text" => LogFormat::Text,
@@ -720,8 +792,18 @@ impl Settings {
             email,
             sms,
             auth,
+            auth_failures,
             log,
         })
+    }
+}
+
+/// A time limit in milliseconds that must not be zero (zero would close every
+/// connection at once, or never, depending on who reads it).
+fn positive_ms(key: &'static str, ms: u64) -> Result<Duration, SettingsError> {
+    match ms {
+        0 => Err(invalid(key, "must be at least 1 (milliseconds)")),
+        ms => Ok(Duration::from_millis(ms)),
     }
 }
 
@@ -1138,6 +1220,28 @@ mod tests {
                 "packaging/gateway.toml does not mention {section}.{key}"
             );
         }
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_a_bad_one_names_its_key() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.server.max_connections.get(), 4096);
+        for key in ["header_read_timeout_ms", "idle_timeout_ms", "max_connections"] {
+            let e = err(&format!("[server]\n{key} = 0"));
+            assert!(e.starts_with(&format!("server.{key}: ")), "{e}");
+        }
+        assert!(err("[server]\nmax_connections = -1").contains("max_connections"));
+    }
+
+    #[test]
+    fn the_failure_limit_has_defaults_and_a_bad_one_names_its_key() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.auth_failures.max_failures.get(), 20);
+        assert_eq!(s.auth_failures.window, Duration::from_secs(60));
+        assert!(err("[auth]\nmax_failures = 0").starts_with("auth.max_failures: "));
+        assert!(err("[auth]\nfailure_window_ms = 0").starts_with("auth.failure_window_ms: "));
     }
 
     #[test]

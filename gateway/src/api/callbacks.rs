@@ -12,10 +12,10 @@ use axum::{
     Json,
 };
 use plugin_api::{CallbackRequest, Header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{authorize, problem::Problem};
-use crate::{app::App, settings::Role, sms::inbound};
+use super::problem::Problem;
+use crate::{app::App, sms::inbound, store::InboundRecord, time::rfc3339};
 
 pub(super) async fn callback(
     State(app): State<Arc<App>>,
@@ -75,13 +75,27 @@ pub(super) struct Page {
     before: Option<String>,
 }
 
+/// One page of inbound SMS.
+#[derive(Debug, Serialize)]
+pub(super) struct InboundPage {
+    items: Vec<InboundView>,
+    /// The `before` of the next page; `null` on the last.
+    next: Option<String>,
+}
+
+/// An inbound SMS as the API shows it: the record, with its time in RFC 3339.
+#[derive(Debug, Serialize)]
+pub(super) struct InboundView {
+    #[serde(flatten)]
+    record: InboundRecord,
+    received_at: String,
+}
+
 /// `GET /v1/inbound?limit=50&before=ID`: inbound SMS, newest first.
 pub(super) async fn list_inbound(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Query(page): Query<Page>,
-) -> Result<Json<serde_json::Value>, Problem> {
-    authorize(&app, &headers, Role::Send)?;
+) -> Result<Json<InboundPage>, Problem> {
     let limit = page.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(Problem::invalid("limit", "must be 1 to 1000"));
@@ -97,14 +111,12 @@ pub(super) async fn list_inbound(
     let next = (items.len() == limit)
         .then(|| items.last().map(|r| r.id.clone()))
         .flatten();
-    let items: Vec<serde_json::Value> = items
+    let items = items
         .into_iter()
-        .map(|record| {
-            let received_at = crate::time::rfc3339(record.received_at);
-            let mut value = serde_json::to_value(record).expect("a record serialises");
-            value["received_at"] = received_at.into();
-            value
+        .map(|record| InboundView {
+            received_at: rfc3339(record.received_at),
+            record,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "items": items, "next": next })))
+    Ok(Json(InboundPage { items, next }))
 }

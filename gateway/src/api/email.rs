@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::{
-    body::Body,
     extract::{Path, State},
     http::HeaderMap,
     response::Response,
@@ -12,7 +11,13 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{accepted, authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
+use super::{
+    accepted,
+    auth::{role, Caller},
+    body::{BodyLimit, JsonBody},
+    enqueue, idempotency_key,
+    problem::Problem,
+};
 use crate::{
     app::App,
     email::{
@@ -20,8 +25,8 @@ use crate::{
         message::{check_header_text, parse_mailbox, EmailPayload, MailingRecipient, MailingShared},
     },
     metrics::Metrics,
-    settings::{Role, Settings},
-    store::{Channel, NewMailing},
+    settings::{ServerSettings, Settings},
+    store::{Channel, MailingCounts, NewMailing},
 };
 
 /// Recipients (to, cc and bcc together) one e-mail may have; a mailing has no limit
@@ -47,7 +52,7 @@ impl OneOrMany {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct EmailRequest {
+pub(super) struct EmailRequest {
     to: OneOrMany,
     #[serde(default)]
     cc: Vec<String>,
@@ -64,7 +69,7 @@ struct EmailRequest {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct MailingRequest {
+pub(super) struct MailingRequest {
     #[serde(default)]
     from: Option<String>,
     subject: String,
@@ -73,6 +78,15 @@ struct MailingRequest {
     #[serde(default)]
     html: Option<String>,
     recipients: Vec<String>,
+}
+
+impl BodyLimit for EmailRequest {}
+
+impl BodyLimit for MailingRequest {
+    /// A mailing's body lists every recipient.
+    fn limit(server: &ServerSettings) -> u64 {
+        server.max_mailing_body_bytes
+    }
 }
 
 /// Parses each address of `field`, naming `field[i]` when one is wrong.
@@ -113,13 +127,12 @@ fn content(subject: &str, text: &Option<String>, html: &Option<String>) -> Resul
 
 pub(super) async fn post_email(
     State(app): State<Arc<App>>,
+    caller: Caller<role::Send>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<EmailRequest>,
 ) -> Result<Response, Problem> {
-    let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
-    let request: EmailRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
-    let key = idempotency_key(&app, &headers, caller, "POST /v1/email", &request)?;
+    let key = idempotency_key(&app, &headers, &caller, "POST /v1/email", &request)?;
     let to = addresses("to", request.to.into_vec())?;
     if to.is_empty() {
         return Err(Problem::invalid("to", "needs at least one address"));
@@ -150,14 +163,12 @@ pub(super) async fn post_email(
 
 pub(super) async fn post_mailing(
     State(app): State<Arc<App>>,
+    caller: Caller<role::Send>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<MailingRequest>,
 ) -> Result<Response, Problem> {
-    let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
-    let request: MailingRequest =
-        read_json(&headers, body, live.settings.server.max_mailing_body_bytes).await?;
-    let key = idempotency_key(&app, &headers, caller, "POST /v1/mailings", &request)?;
+    let key = idempotency_key(&app, &headers, &caller, "POST /v1/mailings", &request)?;
     content(&request.subject, &request.text, &request.html)?;
     let from = sender(request.from, &live.settings)?;
     if request.recipients.is_empty() {
@@ -195,30 +206,30 @@ pub(super) async fn post_mailing(
     Ok(accepted(&enqueued.id, "mailings"))
 }
 
+/// A mailing's progress: its id and how many of its e-mails stand where.
+#[derive(Debug, Serialize)]
+pub(super) struct MailingView {
+    id: String,
+    #[serde(flatten)]
+    counts: MailingCounts,
+}
+
 pub(super) async fn get_mailing(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, Problem> {
-    authorize(&app, &headers, Role::Send)?;
+) -> Result<Json<MailingView>, Problem> {
     let counts = app.store.mailing_counts(&id).await.map_err(|error| {
         tracing::error!(%error, "cannot read a mailing");
         Problem::unavailable("the store cannot be read now; try again")
     })?;
     let counts = counts.ok_or_else(|| Problem::not_found(format!("no mailing has the id `{id}`")))?;
-    let mut body = serde_json::to_value(counts).expect("counts serialise");
-    body["id"] = serde_json::Value::String(id);
-    Ok(Json(body))
+    Ok(Json(MailingView { id, counts }))
 }
 
 /// `POST /v1/admin/email/check`: the admin's *Check SMTP connection*.
-pub(super) async fn email_check(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Json<check::Report>, Problem> {
-    authorize(&app, &headers, Role::Admin)?;
+pub(super) async fn email_check(State(app): State<Arc<App>>) -> Json<check::Report> {
     let live = app.live();
     let report = check::check(&live.settings.email, &live.smtp).await;
     tracing::info!(ok = report.ok, failed_step = ?report.failed_step, server = %report.server, "SMTP connection check");
-    Ok(Json(report))
+    Json(report)
 }

@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
-use axum::{body::Body, extract::State, http::HeaderMap, response::Response};
+use axum::{extract::State, http::HeaderMap, response::Response};
 use serde::{Deserialize, Serialize};
 
-use super::{authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
+use super::{
+    auth::{role, Caller},
+    body::{BodyLimit, JsonBody},
+    enqueue, idempotency_key,
+    problem::Problem,
+};
 use crate::{
     app::App,
-    settings::{Role, SenderId, Settings},
+    settings::{SenderId, Settings},
     sms::{number, SmsPayload},
     store::Channel,
 };
@@ -24,6 +29,8 @@ pub(super) struct SmsRequest {
     #[serde(default)]
     pub sender: Option<String>,
 }
+
+impl BodyLimit for SmsRequest {}
 
 /// Checks a request into the payload that is queued or sent.
 pub(super) fn check(request: SmsRequest, settings: &Settings) -> Result<SmsPayload, Problem> {
@@ -57,13 +64,12 @@ pub(super) fn check(request: SmsRequest, settings: &Settings) -> Result<SmsPaylo
 
 pub(super) async fn post_sms(
     State(app): State<Arc<App>>,
+    caller: Caller<role::Send>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<SmsRequest>,
 ) -> Result<Response, Problem> {
-    let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
-    let request: SmsRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
-    let key = idempotency_key(&app, &headers, caller, "POST /v1/sms", &request)?;
+    let key = idempotency_key(&app, &headers, &caller, "POST /v1/sms", &request)?;
     let payload = check(request, &live.settings)?;
     let payload = serde_json::to_value(&payload).expect("a payload of strings serialises");
     enqueue(&app, Channel::Sms, payload, key).await
