@@ -7,11 +7,10 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::{
-    email::connect::{SmtpTarget, TargetError},
+    email::{connect::SmtpTarget, tls::TargetError},
     metrics::Metrics,
-    modules::{LoadError, Module, ModuleInfo},
+    modules::{http::HttpClient, LoadError, Module, ModuleInfo},
     settings::{self, Loaded, Settings, SettingsError, Shown},
-    sms::http::HttpClient,
     store::Store,
 };
 
@@ -85,8 +84,9 @@ pub struct App {
     pub email_queued: Notify,
     /// Woken when an inbound SMS waits to be forwarded.
     pub inbound_received: Notify,
-    /// This process's lease owner name: unique per process.
-    pub lease_owner: String,
+    /// This gateway's name on the leases it takes (unique per process), so that a
+    /// graceful stop releases its own. Each lease also has a token of its own.
+    pub gateway_id: String,
     pub metrics: Arc<Metrics>,
     /// The settings in force, as loaded: what a reload compares against. Also held
     /// while a reload runs, so that reloads happen one at a time.
@@ -120,7 +120,7 @@ pub enum ReloadError {
 }
 
 /// Keys read only at start.
-const RESTART_KEYS: &[&str] = &["server.listen", "storage.url"];
+const RESTART_KEYS: &[&str] = &["server.listen", "server.max_connections", "storage.url"];
 /// Keys that need the SMS module restarted.
 const MODULE_KEYS: &[&str] = &[
     "sms.module",
@@ -137,7 +137,7 @@ impl App {
             sms_queued: Notify::new(),
             email_queued: Notify::new(),
             inbound_received: Notify::new(),
-            lease_owner: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+            gateway_id: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             loaded: tokio::sync::Mutex::new(loaded),
             metrics,
         })

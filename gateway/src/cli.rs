@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
@@ -131,7 +131,8 @@ enum ModulesCommand {
     /// List every module library in sms.modules_dir, and why any is not loadable.
     List,
     /// Load a module, check the configured sms.plugin_config with it, and run its
-    /// self-check.
+    /// self-check with the HTTP requests it makes (each shown with its status and time);
+    /// exits non-zero when the check fails.
     Check {
         /// Module name [default: sms.module]
         name: Option<String>,
@@ -293,18 +294,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("config   sms.plugin_config accepted");
             let module = Module::start(&library, sms.plugin_config.expose(), sms.call_timeout)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            match runtime.block_on(module.self_check())? {
-                plugin_api::Step::Done { result } => println!("check    {result}"),
-                plugin_api::Step::Http(request) => {
-                    bail!(
-                        "the self-check wants to contact {} {}, which `modules check` does not do; \
-                         use POST /v1/admin/sms/test on a running gateway",
-                        request.method,
-                        request.url
-                    )
-                }
-                _ => bail!("the module answered its self-check with a step this gateway does not know"),
+            let check = runtime.block_on(async {
+                let http = modules::http::HttpClient::new(sms.http_timeout);
+                modules::steps::self_check(&module, &http).await
+            });
+            for (n, step) in check.steps.iter().enumerate() {
+                let answer = match (step.status, &step.error) {
+                    (Some(status), _) => format!("HTTP {status}"),
+                    (None, Some(error)) => error.clone(),
+                    (None, None) => "no answer".into(),
+                };
+                println!(
+                    "step {:<3} {} {}: {answer} in {} ms",
+                    n + 1,
+                    step.method,
+                    step.url,
+                    step.duration_ms
+                );
             }
+            if let Some(error) = &check.error {
+                println!("check    FAILED: {error}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("check    ok: {}", check.result.unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
     }

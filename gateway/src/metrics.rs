@@ -37,6 +37,12 @@ pub struct ReportLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurgeLabels {
+    /// What was purged: `messages`, `mailings`, `inbound`, `held_reports`, `idempotency_keys`.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     pub module: String,
     pub operation: String,
@@ -57,6 +63,7 @@ pub struct Metrics {
     pub failed: Family<OutcomeLabels, Counter>,
     pub retried: Family<OutcomeLabels, Counter>,
     pub delivery_reports: Family<ReportLabels, Counter>,
+    pub delivery_reports_held: Family<ReportLabels, Counter>,
     pub inbound: Counter,
     pub queue_due: Family<ChannelLabels, Gauge>,
     pub queue_oldest_due_seconds: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -64,6 +71,7 @@ pub struct Metrics {
     pub smtp_emails_per_connection: Histogram,
     pub module_call_seconds: Family<CallLabels, Histogram>,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub purged: Family<PurgeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +115,12 @@ impl Metrics {
             "Delivery reports that changed a message (status delivered or undelivered)",
             delivery_reports.clone(),
         );
+        let delivery_reports_held = Family::<ReportLabels, Counter>::default();
+        registry.register(
+            "delivery_reports_held",
+            "Delivery reports that came before their SMS was recorded as sent, held to be applied when it is",
+            delivery_reports_held.clone(),
+        );
         let inbound = Counter::default();
         registry.register("inbound_sms", "Inbound SMS stored", inbound.clone());
         let queue_due = Family::<ChannelLabels, Gauge>::default();
@@ -145,6 +159,12 @@ impl Metrics {
             "HTTP requests by route and status",
             http_requests.clone(),
         );
+        let purged = Family::<PurgeLabels, Counter>::default();
+        registry.register(
+            "purged",
+            "Rows deleted once older than storage.retention (held reports: sms.report_hold)",
+            purged.clone(),
+        );
         Metrics {
             registry,
             accepted,
@@ -159,6 +179,8 @@ impl Metrics {
             smtp_emails_per_connection,
             module_call_seconds,
             http_requests,
+            purged,
+            delivery_reports_held,
         }
     }
 

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     app::{App, Live},
-    email,
+    email, listener,
     metrics::Metrics,
+    purger,
     settings::{ConfigFile, Loaded, StorageUrl},
     sms,
     store::{SqliteStore, Store},
@@ -65,7 +66,7 @@ pub async fn run(
     loaded: Loaded,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = open_store(&loaded.settings.storage).await?;
+    let store = open_store(&loaded.settings.storage.url).await?;
     let metrics = Arc::new(Metrics::new());
     let live = Live::build(&loaded, None, &metrics).await?;
     let grace = live.settings.server.shutdown_grace;
@@ -79,13 +80,37 @@ pub async fn run(
     let sms_worker = tokio::spawn(sms::delivery::run(app.clone(), stop.child_token()));
     let smtp_engine = tokio::spawn(email::engine::run(app.clone(), stop.child_token()));
     let forwarder = tokio::spawn(sms::inbound::forward(app.clone(), stop.child_token()));
+    let purge = tokio::spawn(purger::run(app.clone(), stop.child_token()));
 
     let address = listener.local_addr().context("the listener has no address")?;
-    tracing::info!(%address, "HTTP API listening");
-    let stop_accepting = stop.clone();
-    let server = axum::serve(listener, api::router(app.clone()))
-        .with_graceful_shutdown(async move { stop_accepting.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
+    let configured = app.live().settings.server.max_connections.get();
+    let (max_connections, descriptor_limit) = listener::connection_cap(configured);
+    if max_connections < configured as usize {
+        tracing::warn!(
+            max_connections,
+            configured,
+            descriptor_limit,
+            "open connections capped below server.max_connections by the descriptor limit (ulimit -n)"
+        );
+    }
+    tracing::info!(%address, max_connections, "HTTP API listening");
+    let limits = {
+        let app = app.clone();
+        move || {
+            let server = &app.live().settings.server;
+            listener::Limits {
+                header_read: server.header_read_timeout,
+                idle: server.idle_timeout,
+            }
+        }
+    };
+    let server = tokio::spawn(listener::serve(
+        listener,
+        api::router(app.clone()),
+        max_connections,
+        limits,
+        stop.clone(),
+    ));
 
     shutdown.await;
     tracing::info!(grace = ?grace, "stopping: no new requests; finishing what is in flight");
@@ -95,12 +120,13 @@ pub async fn run(
         let _ = sms_worker.await;
         let _ = smtp_engine.await;
         let _ = forwarder.await;
+        let _ = purge.await;
     })
     .await;
     if finished.is_err() {
         tracing::warn!(grace = ?grace, "work still in flight after the grace period; leaving it to the next start");
     }
-    match app.store.release_leases(&app.lease_owner).await {
+    match app.store.release_leases(&app.gateway_id).await {
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "released leases of unfinished messages"),
         Err(error) => tracing::error!(%error, "cannot release leases; they will run out on their own"),

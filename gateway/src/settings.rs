@@ -83,6 +83,9 @@ struct RawServer {
     max_body_bytes: u64,
     max_mailing_body_bytes: u64,
     shutdown_grace_ms: u64,
+    header_read_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    max_connections: u64,
 }
 
 impl Default for RawServer {
@@ -92,6 +95,9 @@ impl Default for RawServer {
             max_body_bytes: 1024 * 1024,
             max_mailing_body_bytes: 64 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
         }
     }
 }
@@ -100,13 +106,43 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawStorage {
     url: String,
+    retention: RawDuration,
 }
 
 impl Default for RawStorage {
     fn default() -> Self {
         RawStorage {
             url: "sqlite://data/gateway.db".into(),
+            retention: RawDuration::Text("30d".into()),
         }
+    }
+}
+
+/// A duration key without a unit in its name: a text with units (`30d`, `24h`, `1s`,
+/// `1h 30m`), or a whole number of milliseconds like the `…_ms` keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Millis(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    /// The duration, at least one millisecond; `key` names it in the error.
+    fn check(&self, key: &'static str) -> Result<Duration, SettingsError> {
+        let duration = match self {
+            RawDuration::Millis(ms) => Duration::from_millis(*ms),
+            RawDuration::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                invalid(
+                    key,
+                    format!("`{text}` is not a duration such as 30d, 24h or 90s ({e})"),
+                )
+            })?,
+        };
+        if duration < Duration::from_millis(1) {
+            return Err(invalid(key, "must be longer than 0"));
+        }
+        Ok(duration)
     }
 }
 
@@ -181,6 +217,7 @@ struct RawSms {
     max_attempts: u32,
     retry_base_ms: u64,
     retry_max_ms: u64,
+    report_hold: RawDuration,
 }
 
 impl Default for RawSms {
@@ -198,14 +235,27 @@ impl Default for RawSms {
             max_attempts: 5,
             retry_base_ms: 2_000,
             retry_max_ms: 600_000,
+            report_hold: RawDuration::Text("24h".into()),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAuth {
     tokens: Vec<RawToken>,
+    max_failures: u64,
+    failure_window_ms: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            tokens: Vec::new(),
+            max_failures: 20,
+            failure_window_ms: 60_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,10 +288,12 @@ impl Default for RawLog {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
-    pub storage: StorageUrl,
+    pub storage: StorageSettings,
     pub email: EmailSettings,
     pub sms: SmsSettings,
     pub auth: Vec<ApiToken>,
+    /// `auth.max_failures` and `auth.failure_window_ms`.
+    pub auth_failures: FailureLimit,
     pub log: LogSettings,
 }
 
@@ -254,6 +306,22 @@ pub struct ServerSettings {
     pub max_mailing_body_bytes: u64,
     /// How long a graceful stop waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers, from its first byte
+    /// (or from connecting, for a connection's first request).
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait, with no request in flight, for its
+    /// next request.
+    pub idle_timeout: Duration,
+    /// The most connections open at once; the descriptor limit may lower it further
+    /// (see `listener`).
+    pub max_connections: NonZeroU32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub url: StorageUrl,
+    /// How long finished messages, mailings, inbound SMS and idempotency keys are kept.
+    pub retention: Duration,
 }
 
 /// Where messages are stored.
@@ -416,6 +484,8 @@ pub struct SmsSettings {
     /// The longest the gateway waits for a provider's HTTP answer.
     pub http_timeout: Duration,
     pub retry: RetryPolicy,
+    /// How long a delivery report that matched no sent SMS is kept for its message.
+    pub report_hold: Duration,
 }
 
 /// `sms.number_check`: how strictly a phone number is checked before it is accepted.
@@ -499,6 +569,15 @@ pub enum Role {
 pub struct ApiToken {
     pub token: Secret,
     pub role: Role,
+}
+
+/// How many refused tokens a client address may present before it is held off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimit {
+    /// Refused tokens within one window after which the address gets 429.
+    pub max_failures: NonZeroU32,
+    /// The window, counted from the address's first refused token in it.
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -629,9 +708,27 @@ impl Settings {
                 n => n,
             },
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
+            header_read_timeout: positive_ms(
+                "server.header_read_timeout_ms",
+                raw.server.header_read_timeout_ms,
+            )?,
+            idle_timeout: positive_ms("server.idle_timeout_ms", raw.server.idle_timeout_ms)?,
+            max_connections: u32::try_from(raw.server.max_connections)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| {
+                    invalid(
+                        "server.max_connections",
+                        format!(
+                            "{} makes no sense: it must be a whole number from 1 to {}",
+                            raw.server.max_connections,
+                            u32::MAX
+                        ),
+                    )
+                })?,
         };
 
-        let storage = if let Some(path) = raw.storage.url.strip_prefix("sqlite://") {
+        let url = if let Some(path) = raw.storage.url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(invalid(
                     "storage.url",
@@ -646,6 +743,10 @@ impl Settings {
                 "storage.url",
                 "must start with sqlite:// (embedded) or postgres:// (shared)",
             ));
+        };
+        let storage = StorageSettings {
+            url,
+            retention: raw.storage.retention.check("storage.retention")?,
         };
 
         let email = check_email(raw.email)?;
@@ -675,6 +776,22 @@ impl Settings {
             });
         }
 
+        let auth_failures = FailureLimit {
+            max_failures: u32::try_from(raw.auth.max_failures)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| {
+                    invalid(
+                        "auth.max_failures",
+                        format!(
+                            "{} makes no sense: it must be a whole number of at least 1",
+                            raw.auth.max_failures
+                        ),
+                    )
+                })?,
+            window: positive_ms("auth.failure_window_ms", raw.auth.failure_window_ms)?,
+        };
+
         let log = LogSettings {
             format: match raw.log.format.as_str() {
                 "text" => LogFormat::Text,
@@ -690,8 +807,18 @@ impl Settings {
             email,
             sms,
             auth,
+            auth_failures,
             log,
         })
+    }
+}
+
+/// A time limit in milliseconds that must not be zero (zero would close every
+/// connection at once, or never, depending on who reads it).
+fn positive_ms(key: &'static str, ms: u64) -> Result<Duration, SettingsError> {
+    match ms {
+        0 => Err(invalid(key, "must be at least 1 (milliseconds)")),
+        ms => Ok(Duration::from_millis(ms)),
     }
 }
 
@@ -807,6 +934,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         return Err(invalid("sms.http_timeout_ms", "must be at least 1"));
     }
     let retry = RetryPolicy::check("sms", raw.max_attempts, raw.retry_base_ms, raw.retry_max_ms)?;
+    let report_hold = raw.report_hold.check("sms.report_hold")?;
     Ok(SmsSettings {
         module,
         modules_dir,
@@ -818,6 +946,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         call_timeout: Duration::from_millis(raw.call_timeout_ms),
         http_timeout: Duration::from_millis(raw.http_timeout_ms),
         retry,
+        report_hold,
     })
 }
 
@@ -900,7 +1029,7 @@ impl Loaded {
             ("email.password", a.email.password != b.email.password),
             ("sms.plugin_config", a.sms.plugin_config != b.sms.plugin_config),
             ("auth.tokens", tokens(a) != tokens(b)),
-            ("storage.url", a.storage != b.storage),
+            ("storage.url", a.storage.url != b.storage.url),
         ] {
             if differs {
                 keys.push(key.to_string());
@@ -982,7 +1111,9 @@ mod tests {
     fn defaults_are_safe_and_complete() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.server.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(s.storage, StorageUrl::Sqlite("data/gateway.db".into()));
+        assert_eq!(s.storage.url, StorageUrl::Sqlite("data/gateway.db".into()));
+        assert_eq!(s.storage.retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(s.sms.report_hold, Duration::from_secs(24 * 3600));
         assert_eq!(s.sms.module.as_str(), "file");
         assert_eq!(s.email.limits.batch_size(), 20);
         assert_eq!(s.email.limits.connections(), 5);
@@ -1013,6 +1144,22 @@ mod tests {
         assert!(err("[email]\nmax_per_connection = -4").starts_with("email.max_per_connection:"));
         let e = err("[email]\nsmtp_threads = \"five\"");
         assert!(e.contains("email.smtp_threads") && e.contains("string"), "{e}");
+    }
+
+    #[test]
+    fn durations_take_units_or_milliseconds_and_a_bad_one_names_its_key() {
+        let s = Settings::from_toml("[storage]\nretention = \"7d 12h\"\n[sms]\nreport_hold = 1500").unwrap();
+        assert_eq!(
+            s.storage.retention,
+            Duration::from_secs(7 * 24 * 3600 + 12 * 3600)
+        );
+        assert_eq!(s.sms.report_hold, Duration::from_millis(1500));
+        let e = err("[storage]\nretention = \"a month\"");
+        assert!(
+            e.starts_with("storage.retention: `a month` is not a duration"),
+            "{e}"
+        );
+        assert!(err("[sms]\nreport_hold = \"0s\"").starts_with("sms.report_hold: must be longer than 0"));
     }
 
     #[test]
@@ -1101,6 +1248,28 @@ mod tests {
                 "packaging/gateway.toml does not mention {section}.{key}"
             );
         }
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_a_bad_one_names_its_key() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.server.max_connections.get(), 4096);
+        for key in ["header_read_timeout_ms", "idle_timeout_ms", "max_connections"] {
+            let e = err(&format!("[server]\n{key} = 0"));
+            assert!(e.starts_with(&format!("server.{key}: ")), "{e}");
+        }
+        assert!(err("[server]\nmax_connections = -1").contains("max_connections"));
+    }
+
+    #[test]
+    fn the_failure_limit_has_defaults_and_a_bad_one_names_its_key() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.auth_failures.max_failures.get(), 20);
+        assert_eq!(s.auth_failures.window, Duration::from_secs(60));
+        assert!(err("[auth]\nmax_failures = 0").starts_with("auth.max_failures: "));
+        assert!(err("[auth]\nfailure_window_ms = 0").starts_with("auth.failure_window_ms: "));
     }
 
     #[test]

@@ -9,7 +9,8 @@ adds what the tests need to see and provoke:
 - ``--reply-421-after K`` and ``--drop-after K`` make the server behave like a provider
   that caps messages per connection (Amazon SES answers 421 and hangs up);
 - ``--reject-rcpt`` makes chosen recipients permanently undeliverable (550 5.1.1);
-- ``--tls`` and ``--auth`` turn on STARTTLS, implicit TLS (SMTPS) and AUTH PLAIN/LOGIN.
+- ``--tls`` and ``--auth`` turn on STARTTLS, implicit TLS (SMTPS) and AUTH PLAIN/LOGIN;
+- ``--smtputf8`` announces SMTPUTF8 (RFC 6531) and takes addresses in UTF-8.
 
 It listens on 127.0.0.1 only. ``--port 0`` lets the system choose; the port chosen is
 in the ``--ready-file``, written once the server listens.
@@ -21,7 +22,12 @@ the server saw things, as it runs on one thread):
     {"event": "auth", "session": 1, "user": "u", "success": true, "t": ...}
     {"event": "message", "session": 1, "mail_from": "a@x", "rcpt_tos": ["b@y"],
      "gateway_id": "...", "message_id": "<...>", "subject": "...", "tls": false,
-     "auth_user": null, "size": 123, "t": ...}
+     "auth_user": null, "size": 123, "to": "...", "text": "...", "max_line": 76,
+     "mail_options": ["SMTPUTF8"], "t": ...}
+
+``subject`` and ``to`` are the headers decoded (RFC 2047 words joined, folding undone),
+``text`` the text/plain part decoded from its transfer encoding, and ``max_line`` the
+longest line of the message as received, in bytes without its CRLF.
     {"event": "rset", "session": 1, "t": ...}
     {"event": "rcpt_rejected", "session": 1, "address": "...", "t": ...}
     {"event": "reply_421", "session": 1, "t": ...}
@@ -136,7 +142,7 @@ class Handler:
 
     def __init__(self, behaviour):
         self.behaviour = behaviour
-        self.header_parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+        self.parser = email.parser.BytesParser(policy=email.policy.default)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd reads commands one line at a time from a buffered stream, so it
@@ -159,13 +165,16 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         content = envelope.original_content or b""
         headers = {}
+        text = None
         try:
-            parsed = self.header_parser.parsebytes(content)
-            for name in ("X-Gateway-Id", "Message-ID", "Subject"):
+            parsed = self.parser.parsebytes(content)
+            for name in ("X-Gateway-Id", "Message-ID", "Subject", "To"):
                 value = parsed.get(name)
                 headers[name] = None if value is None else str(value).strip()
-        except Exception as error:  # a malformed header must not cost the message
-            logging.getLogger("smtp-test-server").warning("header parse failed: %r", error)
+            plain = parsed.get_body(preferencelist=("plain",))
+            text = None if plain is None else plain.get_content()
+        except Exception as error:  # a malformed message must not cost the message
+            logging.getLogger("smtp-test-server").warning("message parse failed: %r", error)
         server.accepted += 1
         auth_user = None
         if session.authenticated and isinstance(session.auth_data, LoginPassword):
@@ -181,6 +190,10 @@ class Handler:
             tls=server.is_tls(),
             auth_user=auth_user,
             size=len(content),
+            to=headers.get("To"),
+            text=text,
+            max_line=max((len(line) for line in content.split(b"\r\n")), default=0),
+            mail_options=list(envelope.mail_options),
         )
         return f"250 2.0.0 Ok: queued as S{server.session_id}M{server.accepted}"
 
@@ -225,6 +238,7 @@ def parse_args(argv):
     p.add_argument("--drop-after", type=int, metavar="K")
     p.add_argument("--reject-rcpt", metavar="SUBSTRING")
     p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920) in EHLO")
+    p.add_argument("--smtputf8", action="store_true", help="announce SMTPUTF8 (RFC 6531) in EHLO")
     args = p.parse_args(argv)
     if args.tls != "none" and not (args.cert and args.key):
         p.error("--tls starttls|implicit needs --cert and --key")
@@ -246,7 +260,7 @@ async def serve(args):
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls_context.load_cert_chain(args.cert, args.key)
 
-    smtp_options = {"hostname": "localhost", "loop": loop}
+    smtp_options = {"hostname": "localhost", "loop": loop, "enable_SMTPUTF8": args.smtputf8}
     if args.tls == "starttls":
         smtp_options["tls_context"] = tls_context
         smtp_options["require_starttls"] = args.require_tls

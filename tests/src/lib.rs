@@ -17,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "sms-module-template",
     "test-module-echo",
     "test-module-panicky",
+    "test-module-steps",
     "test-module-wrongabi",
 ];
 
@@ -165,6 +166,16 @@ role = "admin"
             modules = build_dir(),
         );
         TestConfig { dir, toml }
+    }
+
+    /// Adds `lines` to the `[server]` section (the TOML may hold one `[server]` only).
+    pub fn with_server(mut self, lines: &str) -> TestConfig {
+        self.toml = self.toml.replacen(
+            "shutdown_grace_ms = 5000\n",
+            &format!("shutdown_grace_ms = 5000\n{lines}\n"),
+            1,
+        );
+        self
     }
 
     /// The `file` module's output in this configuration.
@@ -355,6 +366,35 @@ impl GatewayProcess {
     /// Writes `config` with a fixed free port and starts `gateway serve` on it; its
     /// log goes to `gateway-N.log` in the config's directory.
     pub async fn start(config: &TestConfig) -> GatewayProcess {
+        GatewayProcess::start_with(config, |_| {}).await
+    }
+
+    /// Starts `gateway serve` with at most `descriptors` open files (`ulimit -n`).
+    pub async fn start_with_descriptor_limit(config: &TestConfig, descriptors: u64) -> GatewayProcess {
+        GatewayProcess::start_with(config, |command| {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: descriptors as libc::rlim_t,
+                rlim_max: descriptors as libc::rlim_t,
+            };
+            // SAFETY: setrlimit(2) is async-signal-safe, so it may run between fork and
+            // exec; it touches only the child.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        })
+        .await
+    }
+
+    /// Starts `gateway serve` as [`GatewayProcess::start`] does, after `adjust` has
+    /// changed the command.
+    pub async fn start_with(config: &TestConfig, adjust: impl FnOnce(&mut Command)) -> GatewayProcess {
         let port = free_port();
         let toml = config.toml.replace(
             "listen = \"127.0.0.1:0\"",
@@ -370,15 +410,16 @@ impl GatewayProcess {
             }
             n += 1;
         };
-        let child = Command::new(gateway_bin())
+        let mut command = Command::new(gateway_bin());
+        command
             .arg("--config")
             .arg(&path)
             .arg("serve")
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create log"))
-            .spawn()
-            .expect("start the gateway binary");
+            .stderr(std::fs::File::create(&log).expect("create log"));
+        adjust(&mut command);
+        let child = command.spawn().expect("start the gateway binary");
         let process = GatewayProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),

@@ -166,6 +166,7 @@ pub struct SmtpServerBuilder {
     drop_after: Option<usize>,
     reject_rcpt: Option<String>,
     pipelining: bool,
+    smtputf8: bool,
 }
 
 impl SmtpServerBuilder {
@@ -198,8 +199,6 @@ impl SmtpServerBuilder {
         self
     }
 
-    /// RCPT TO addresses containing `substring` get
-    /// `550 5.1.1 <addr>: Recipient address rejected: User unknown`.
     /// Announces PIPELINING (RFC 2920), so a client may send MAIL, RCPT and DATA in one
     /// write; aiosmtpd handles such pipelined commands in order.
     pub fn pipelining(mut self) -> Self {
@@ -207,6 +206,15 @@ impl SmtpServerBuilder {
         self
     }
 
+    /// Announces SMTPUTF8 (RFC 6531): addresses in UTF-8 are taken with `MAIL FROM:<…>
+    /// SMTPUTF8`, as aiosmtpd's `enable_SMTPUTF8` does.
+    pub fn smtputf8(mut self) -> Self {
+        self.smtputf8 = true;
+        self
+    }
+
+    /// RCPT TO addresses containing `substring` get
+    /// `550 5.1.1 <addr>: Recipient address rejected: User unknown`.
     pub fn reject_rcpt(mut self, substring: &str) -> Self {
         self.reject_rcpt = Some(substring.to_string());
         self
@@ -260,6 +268,9 @@ impl SmtpServerBuilder {
         }
         if self.pipelining {
             command.arg("--pipelining");
+        }
+        if self.smtputf8 {
+            command.arg("--smtputf8");
         }
         if let Some(substring) = &self.reject_rcpt {
             command.arg("--reject-rcpt").arg(substring);
@@ -326,6 +337,7 @@ impl SmtpServer {
             drop_after: None,
             reject_rcpt: None,
             pipelining: false,
+            smtputf8: false,
         }
     }
 

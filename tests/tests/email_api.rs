@@ -75,6 +75,31 @@ async fn header_injection_and_bad_addresses_are_422s_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_name_too_long_for_a_header_line_is_a_422_naming_the_field() {
+    let (_gateway, api) = gateway().await;
+    let long_name = format!("{} <ann@example.org>", "n".repeat(1_000));
+    let (status, problem) = api
+        .post(
+            "/v1/email",
+            SEND_TOKEN,
+            &json!({ "to": ["bob@example.org"], "cc": [long_name], "subject": "Hi", "text": "x" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "cc[0]", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("998"), "{problem}");
+    let (status, problem) = api
+        .post(
+            "/v1/mailings",
+            SEND_TOKEN,
+            &json!({ "from": long_name, "subject": "Hi", "text": "x", "recipients": ["bob@example.org"] }),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "from", "{problem}");
+}
+
+#[tokio::test]
 async fn without_a_default_from_the_sender_is_required() {
     let gateway = InProcess::start(TestConfig::new("file", None, "", "")).await;
     let api = Api::new(&gateway.url);

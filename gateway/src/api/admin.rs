@@ -1,28 +1,46 @@
-//! Admin endpoints: *Send test* and the settings in force.
+//! Admin endpoints: *Send test*, the module's self-check, and the settings in force.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
-use axum::{body::Body, extract::State, http::HeaderMap, Json};
+use axum::{extract::State, Json};
 use plugin_api::OutboundSms;
+use serde::Serialize;
 
 use super::{
-    authorize,
-    body::read_json,
+    body::JsonBody,
     problem::Problem,
     sms::{check, SmsRequest},
 };
-use crate::{app::App, settings::Role, sms::send};
+use crate::{
+    app::{App, ReloadReport},
+    modules::{
+        steps::{self, Operation, SelfCheck, StepRecord},
+        ModuleInfo,
+    },
+    settings::Shown,
+};
+
+/// The answer of *Send test*.
+#[derive(Debug, Serialize)]
+pub(super) struct TestSent {
+    /// `test-…`: never stored, so never in `GET /v1/messages`.
+    id: String,
+    module: String,
+    /// The number as normalised and handed to the module.
+    to: String,
+    provider_id: String,
+    /// The HTTP exchanges the send took.
+    steps: Vec<StepRecord>,
+}
 
 /// `POST /v1/admin/sms/test`: sends one SMS at once through the loaded module,
-/// bypassing the queue, and answers with the provider's id or the module's error.
+/// bypassing the queue, and answers with the provider's id and the HTTP exchanges it
+/// took, or the module's error.
 pub(super) async fn sms_test(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<serde_json::Value>, Problem> {
-    authorize(&app, &headers, Role::Admin)?;
+    JsonBody(request): JsonBody<SmsRequest>,
+) -> Result<Json<TestSent>, Problem> {
     let live = app.live();
-    let request: SmsRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
     let payload = check(request, &live.settings)?;
     let id = format!("test-{}", uuid::Uuid::now_v7());
     let sms = OutboundSms {
@@ -33,15 +51,17 @@ pub(super) async fn sms_test(
         attempt: 1,
     };
     let module = &live.module;
-    match send::send(module, &live.http, sms).await {
+    let run = steps::run(module, &live.http, Operation::Send(sms)).await;
+    match run.outcome {
         Ok(provider_id) => {
             tracing::info!(message_id = %id, module = module.name(), %provider_id, "test SMS sent");
-            Ok(Json(serde_json::json!({
-                "id": id,
-                "module": module.name(),
-                "to": payload.to,
-                "provider_id": provider_id,
-            })))
+            Ok(Json(TestSent {
+                id,
+                module: module.name().to_string(),
+                to: payload.to,
+                provider_id,
+                steps: run.steps,
+            }))
         }
         Err(error) => {
             tracing::warn!(message_id = %id, module = module.name(), %error, "test SMS failed");
@@ -52,28 +72,41 @@ pub(super) async fn sms_test(
     }
 }
 
+/// `POST /v1/admin/sms/check`: the module in force runs its self-check, with the HTTP
+/// requests it asks for. A failed check is still a 200: the request worked, and the
+/// answer says what failed.
+pub(super) async fn sms_check(State(app): State<Arc<App>>) -> Json<SelfCheck> {
+    let live = app.live();
+    let check = steps::self_check(&live.module, &live.http).await;
+    match &check.error {
+        None => tracing::info!(module = %check.module, "module self-check passed"),
+        Some(error) => tracing::warn!(module = %check.module, %error, "module self-check failed"),
+    }
+    Json(check)
+}
+
+/// The answer of `GET /v1/admin/settings`.
+#[derive(Debug, Serialize)]
+pub(super) struct SettingsView {
+    /// Every setting by key, secrets redacted, with where it came from.
+    settings: BTreeMap<String, Shown>,
+    sms_module: ModuleInfo,
+}
+
 /// `GET /v1/admin/settings`: every setting in force, secrets redacted, with where
 /// each came from.
-pub(super) async fn settings(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, Problem> {
-    authorize(&app, &headers, Role::Admin)?;
+pub(super) async fn settings(State(app): State<Arc<App>>) -> Json<SettingsView> {
     let live = app.live();
-    Ok(Json(serde_json::json!({
-        "settings": live.shown,
-        "sms_module": live.module.info(),
-    })))
+    Json(SettingsView {
+        settings: live.shown.clone(),
+        sms_module: live.module.info().clone(),
+    })
 }
 
 /// `POST /v1/admin/reload`: reads the settings file again, as SIGHUP does.
-pub(super) async fn reload(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, Problem> {
-    authorize(&app, &headers, Role::Admin)?;
+pub(super) async fn reload(State(app): State<Arc<App>>) -> Result<Json<ReloadReport>, Problem> {
     match app.reload().await {
-        Ok(report) => Ok(Json(serde_json::to_value(report).expect("a report serialises"))),
+        Ok(report) => Ok(Json(report)),
         Err(error) => {
             tracing::warn!(%error, "reload refused; the settings in force stay as they were");
             Err(Problem::invalid(

@@ -1,20 +1,41 @@
-//! Reading a JSON request body: the size limit (413), the syntax (400), then the
-//! shape, with the failing field named (422).
+//! Reading a JSON request body: the media type (415), the size limit (413), the
+//! syntax (400), then the shape, with the failing field named (422). Handlers take
+//! the [`JsonBody`] extractor; the errors are the problem+json answers above.
 
 use axum::{
     body::{to_bytes, Body},
+    extract::{FromRequest, Request},
     http::{header, HeaderMap},
 };
 use serde::de::DeserializeOwned;
 
-use super::problem::Problem;
+use super::{problem::Problem, ApiState};
+use crate::settings::ServerSettings;
+
+/// A request body type, with the size limit it is read under.
+pub trait BodyLimit {
+    /// The most bytes accepted; `server.max_body_bytes` unless the body type says
+    /// otherwise.
+    fn limit(server: &ServerSettings) -> u64 {
+        server.max_body_bytes
+    }
+}
+
+/// A JSON object body, checked into `T` (the limit comes from the settings in force).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + BodyLimit> FromRequest<ApiState> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &ApiState) -> Result<Self, Problem> {
+        let limit = T::limit(&state.app.live().settings.server);
+        let (parts, body) = request.into_parts();
+        read_json(&parts.headers, body, limit).await.map(JsonBody)
+    }
+}
 
 /// Reads at most `limit` bytes of JSON and deserialises it into `T`.
-pub async fn read_json<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-    limit: u64,
-) -> Result<T, Problem> {
+async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body, limit: u64) -> Result<T, Problem> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let content_type = content_type.to_str().unwrap_or("");
         let essence = content_type.split(';').next().unwrap_or("").trim();

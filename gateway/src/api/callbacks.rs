@@ -12,9 +12,10 @@ use axum::{
     Json,
 };
 use plugin_api::{CallbackRequest, Header};
+use serde::Serialize;
 
-use super::{authorize, problem::Problem};
-use crate::{app::App, settings::Role, sms::inbound};
+use super::problem::Problem;
+use crate::{app::App, sms::inbound, store::InboundRecord, time::rfc3339};
 
 pub(super) async fn callback(
     State(app): State<Arc<App>>,
@@ -104,13 +105,27 @@ impl Page {
     }
 }
 
+/// One page of inbound SMS.
+#[derive(Debug, Serialize)]
+pub(super) struct InboundPage {
+    items: Vec<InboundView>,
+    /// The `before` of the next page; `null` on the last.
+    next: Option<String>,
+}
+
+/// An inbound SMS as the API shows it: the record, with its time in RFC 3339.
+#[derive(Debug, Serialize)]
+pub(super) struct InboundView {
+    #[serde(flatten)]
+    record: InboundRecord,
+    received_at: String,
+}
+
 /// `GET /v1/inbound?limit=50&before=ID`: inbound SMS, newest first.
 pub(super) async fn list_inbound(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
-) -> Result<Json<serde_json::Value>, Problem> {
-    authorize(&app, &headers, Role::Send)?;
+) -> Result<Json<InboundPage>, Problem> {
     let Page { limit, before } = Page::parse(query)?;
     let items = app.store.list_inbound(limit, before).await.map_err(|error| {
         tracing::error!(%error, "cannot list inbound SMS");
@@ -119,16 +134,14 @@ pub(super) async fn list_inbound(
     let next = (items.len() == limit)
         .then(|| items.last().map(|r| r.id.clone()))
         .flatten();
-    let items: Vec<serde_json::Value> = items
+    let items = items
         .into_iter()
-        .map(|record| {
-            let received_at = super::rfc3339(record.received_at);
-            let mut value = serde_json::to_value(record).expect("a record serialises");
-            value["received_at"] = received_at.into();
-            value
+        .map(|record| InboundView {
+            received_at: rfc3339(record.received_at),
+            record,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "items": items, "next": next })))
+    Ok(Json(InboundPage { items, next }))
 }
 
 #[cfg(test)]

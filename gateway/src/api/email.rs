@@ -4,15 +4,20 @@
 use std::sync::Arc;
 
 use axum::{
-    body::Body,
     extract::{Path, State},
     http::HeaderMap,
     response::Response,
     Json,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{accepted, authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
+use super::{
+    accepted,
+    auth::{role, Caller},
+    body::{BodyLimit, JsonBody},
+    enqueue, idempotency_key,
+    problem::Problem,
+};
 use crate::{
     app::App,
     email::{
@@ -20,8 +25,8 @@ use crate::{
         message::{check_header_text, parse_mailbox, EmailPayload, MailingRecipient, MailingShared},
     },
     metrics::Metrics,
-    settings::{Role, Settings},
-    store::{Channel, NewMailing},
+    settings::{ServerSettings, Settings},
+    store::{Channel, MailingCounts, NewMailing},
 };
 
 /// Recipients (to, cc and bcc together) one e-mail may have; a mailing has no limit
@@ -29,7 +34,7 @@ use crate::{
 const MAX_RECIPIENTS: usize = 100;
 
 /// `to` may be one address or a list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
@@ -45,9 +50,9 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct EmailRequest {
+pub(super) struct EmailRequest {
     to: OneOrMany,
     #[serde(default)]
     cc: Vec<String>,
@@ -62,9 +67,9 @@ struct EmailRequest {
     html: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct MailingRequest {
+pub(super) struct MailingRequest {
     #[serde(default)]
     from: Option<String>,
     subject: String,
@@ -73,6 +78,15 @@ struct MailingRequest {
     #[serde(default)]
     html: Option<String>,
     recipients: Vec<String>,
+}
+
+impl BodyLimit for EmailRequest {}
+
+impl BodyLimit for MailingRequest {
+    /// A mailing's body lists every recipient.
+    fn limit(server: &ServerSettings) -> u64 {
+        server.max_mailing_body_bytes
+    }
 }
 
 /// Parses each address of `field`, naming `field[i]` when one is wrong.
@@ -113,12 +127,12 @@ fn content(subject: &str, text: &Option<String>, html: &Option<String>) -> Resul
 
 pub(super) async fn post_email(
     State(app): State<Arc<App>>,
+    caller: Caller<role::Send>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<EmailRequest>,
 ) -> Result<Response, Problem> {
-    let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
-    let request: EmailRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
+    let key = idempotency_key(&app, &headers, &caller, "POST /v1/email", &request)?;
     let to = addresses("to", request.to.into_vec())?;
     if to.is_empty() {
         return Err(Problem::invalid("to", "needs at least one address"));
@@ -143,20 +157,18 @@ pub(super) async fn post_email(
         text: request.text,
         html: request.html,
     };
-    let key = idempotency_key(&app, &headers, caller)?;
     let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
     enqueue(&app, Channel::Email, payload, key).await
 }
 
 pub(super) async fn post_mailing(
     State(app): State<Arc<App>>,
+    caller: Caller<role::Send>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<MailingRequest>,
 ) -> Result<Response, Problem> {
-    let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
-    let request: MailingRequest =
-        read_json(&headers, body, live.settings.server.max_mailing_body_bytes).await?;
+    let key = idempotency_key(&app, &headers, &caller, "POST /v1/mailings", &request)?;
     content(&request.subject, &request.text, &request.html)?;
     let from = sender(request.from, &live.settings)?;
     if request.recipients.is_empty() {
@@ -176,11 +188,12 @@ pub(super) async fn post_mailing(
             .map(|to| serde_json::to_value(MailingRecipient { to }).expect("a recipient serialises"))
             .collect(),
     };
-    let key = idempotency_key(&app, &headers, caller)?;
     let count = mailing.recipients.len() as u64;
     let enqueued = app.store.create_mailing(mailing, key).await.map_err(|error| {
-        tracing::error!(%error, "cannot store a mailing");
-        Problem::unavailable("the mailing could not be stored; nothing was accepted, try again")
+        super::not_stored(
+            error,
+            "the mailing could not be stored; nothing was accepted, try again",
+        )
     })?;
     if enqueued.created {
         tracing::info!(mailing_id = %enqueued.id, recipients = count, "mailing queued");
@@ -193,30 +206,30 @@ pub(super) async fn post_mailing(
     Ok(accepted(&enqueued.id, "mailings"))
 }
 
+/// A mailing's progress: its id and how many of its e-mails stand where.
+#[derive(Debug, Serialize)]
+pub(super) struct MailingView {
+    id: String,
+    #[serde(flatten)]
+    counts: MailingCounts,
+}
+
 pub(super) async fn get_mailing(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, Problem> {
-    authorize(&app, &headers, Role::Send)?;
+) -> Result<Json<MailingView>, Problem> {
     let counts = app.store.mailing_counts(&id).await.map_err(|error| {
         tracing::error!(%error, "cannot read a mailing");
         Problem::unavailable("the store cannot be read now; try again")
     })?;
     let counts = counts.ok_or_else(|| Problem::not_found(format!("no mailing has the id `{id}`")))?;
-    let mut body = serde_json::to_value(counts).expect("counts serialise");
-    body["id"] = serde_json::Value::String(id);
-    Ok(Json(body))
+    Ok(Json(MailingView { id, counts }))
 }
 
 /// `POST /v1/admin/email/check`: the admin's *Check SMTP connection*.
-pub(super) async fn email_check(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Json<check::Report>, Problem> {
-    authorize(&app, &headers, Role::Admin)?;
+pub(super) async fn email_check(State(app): State<Arc<App>>) -> Json<check::Report> {
     let live = app.live();
     let report = check::check(&live.settings.email, &live.smtp).await;
     tracing::info!(ok = report.ok, failed_step = ?report.failed_step, server = %report.server, "SMTP connection check");
-    Ok(Json(report))
+    Json(report)
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod auth_failures;
 mod body;
 mod callbacks;
 mod email;
@@ -14,70 +15,145 @@ mod sms;
 use std::sync::Arc;
 
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::{FromRef, MatchedPath, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Json, Router,
 };
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
     app::App,
     metrics::{HttpLabels, Metrics},
-    settings::Role,
-    store::{Channel, NewMessage},
+    store::{Channel, Idempotency, NewMessage, StoreError},
 };
 use auth::Caller;
+use auth_failures::AuthFailures;
 use problem::Problem;
 
-pub use messages::rfc3339;
-
-/// Declares the routes once: [`ROUTES`] (method, path) for the OpenAPI check, and the
-/// function that adds them to a router, so that the two cannot differ.
+/// Declares the routes once, grouped by the role their caller needs: [`ROUTES`]
+/// (method, path) for the OpenAPI check, and the function that adds them to a router
+/// with each group's check in front, so that the table is what is enforced.
 macro_rules! routes {
-    ($($method:ident $path:literal => $handler:path,)*) => {
+    ($($group:ident { $($method:ident $path:literal => $handler:path,)* })*) => {
         /// Every route the API serves, as (method, path); `any` accepts every method.
-        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path),)*)*];
 
-        fn add_routes(router: Router<Arc<App>>) -> Router<Arc<App>> {
-            router $(.route($path, axum::routing::$method($handler)))*
+        fn add_routes(state: &ApiState) -> Router<ApiState> {
+            Router::new()
+                $(.merge(access::$group(
+                    Router::new() $(.route($path, axum::routing::$method($handler)))*,
+                    state,
+                )))*
         }
     };
 }
 
 routes! {
-    get "/healthz" => healthz,
-    get "/metrics" => metrics,
-    get "/openapi.json" => openapi,
-    post "/v1/sms" => sms::post_sms,
-    post "/v1/email" => email::post_email,
-    post "/v1/mailings" => email::post_mailing,
-    get "/v1/mailings/{id}" => email::get_mailing,
-    get "/v1/messages/{id}" => messages::get_message,
-    get "/v1/inbound" => callbacks::list_inbound,
-    any "/v1/providers/{module}/callback" => callbacks::callback,
-    post "/v1/admin/sms/test" => admin::sms_test,
-    post "/v1/admin/email/check" => email::email_check,
-    get "/v1/admin/settings" => admin::settings,
-    post "/v1/admin/reload" => admin::reload,
+    public {
+        get "/healthz" => healthz,
+        get "/readyz" => readyz,
+        get "/metrics" => metrics,
+        get "/openapi.json" => openapi,
+        // No token: the module checks the provider's signature or secret.
+        any "/v1/providers/{module}/callback" => callbacks::callback,
+    }
+    send {
+        post "/v1/sms" => sms::post_sms,
+        post "/v1/email" => email::post_email,
+        post "/v1/mailings" => email::post_mailing,
+        get "/v1/mailings/{id}" => email::get_mailing,
+        get "/v1/messages/{id}" => messages::get_message,
+        get "/v1/inbound" => callbacks::list_inbound,
+    }
+    admin {
+        post "/v1/admin/sms/test" => admin::sms_test,
+        post "/v1/admin/sms/check" => admin::sms_check,
+        post "/v1/admin/email/check" => email::email_check,
+        get "/v1/admin/settings" => admin::settings,
+        post "/v1/admin/reload" => admin::reload,
+    }
+}
+
+/// The groups of the route table: what runs in front of a group's routes.
+mod access {
+    use axum::{middleware::from_extractor_with_state, Router};
+
+    use super::{
+        auth::{role, Caller},
+        ApiState,
+    };
+
+    pub fn public(routes: Router<ApiState>, _: &ApiState) -> Router<ApiState> {
+        routes
+    }
+
+    pub fn send(routes: Router<ApiState>, state: &ApiState) -> Router<ApiState> {
+        routes.route_layer(from_extractor_with_state::<Caller<role::Send>, _>(state.clone()))
+    }
+
+    pub fn admin(routes: Router<ApiState>, state: &ApiState) -> Router<ApiState> {
+        routes.route_layer(from_extractor_with_state::<Caller<role::Admin>, _>(state.clone()))
+    }
 }
 
 /// The OpenAPI 3.1 document of this API, kept in the repository (`gateway/openapi.json`)
 /// and checked against [`ROUTES`] by a test.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-/// The API's routes over the shared state.
-pub fn router(app: Arc<App>) -> Router {
-    add_routes(Router::new())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
-        .with_state(app)
+/// What the routes share: the gateway, and the refused tokens per client address.
+/// A handler takes only the part it uses (`State<Arc<App>>`).
+#[derive(Clone)]
+struct ApiState {
+    app: Arc<App>,
+    auth_failures: Arc<AuthFailures>,
 }
 
-async fn healthz() -> Response {
-    Json(serde_json::json!({ "status": "ok" })).into_response()
+impl FromRef<ApiState> for Arc<App> {
+    fn from_ref(state: &ApiState) -> Arc<App> {
+        state.app.clone()
+    }
+}
+
+/// The API's routes over the shared state. The client's address comes from the
+/// listener (`ConnectInfo<SocketAddr>`).
+pub fn router(app: Arc<App>) -> Router {
+    let state = ApiState {
+        app: app.clone(),
+        auth_failures: Arc::default(),
+    };
+    add_routes(&state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app, count_requests))
+        .with_state(state)
+}
+
+/// The answer of `GET /healthz` and `GET /readyz`.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// `GET /readyz`: whether this gateway should be sent traffic. Not while its store
+/// cannot write (a full disk): every message would be refused with a 503, and outcomes of
+/// messages already sent are waiting to be written. `/healthz` stays the liveness check:
+/// the process is fine and recovers by itself once the store can write again.
+async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Health>, Problem> {
+    let health = app.store.health();
+    if !health.writable {
+        return Err(Problem::unavailable(format!(
+            "the queue store cannot write (a full disk, an I/O error); {} outcomes wait to be written",
+            health.pending_settlements
+        )));
+    }
+    Ok(Json(Health { status: "ready" }))
 }
 
 async fn openapi() -> Response {
@@ -136,7 +212,7 @@ async fn enqueue(
     app: &App,
     channel: Channel,
     payload: serde_json::Value,
-    key: Option<String>,
+    key: Option<Idempotency>,
 ) -> Result<Response, Problem> {
     let message = NewMessage {
         channel,
@@ -144,8 +220,10 @@ async fn enqueue(
         mailing_id: None,
     };
     let enqueued = app.store.enqueue(message, key).await.map_err(|error| {
-        tracing::error!(%error, %channel, "cannot store a message");
-        Problem::unavailable("the message could not be stored; nothing was accepted, try again")
+        not_stored(
+            error,
+            "the message could not be stored; nothing was accepted, try again",
+        )
     })?;
     if enqueued.created {
         tracing::debug!(message_id = %enqueued.id, %channel, "queued");
@@ -161,23 +239,45 @@ async fn enqueue(
     Ok(accepted(&enqueued.id, "messages"))
 }
 
+/// The answer of every `POST` that creates something.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    id: &'a str,
+}
+
 /// 202 with `{"id": …}` and the `Location` of the created resource.
 fn accepted(id: &str, collection: &str) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(Accepted { id })).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/{collection}/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }
 
-/// Checks the caller's token against the tokens in force.
-fn authorize(app: &App, headers: &HeaderMap, needed: Role) -> Result<Caller, Problem> {
-    auth::authorize(headers, &app.live().settings.auth, needed)
+/// The problem for a request the store did not take: a reused idempotency key is the
+/// caller's mistake (422, as the IETF Idempotency-Key draft says); anything else is the
+/// store's, and nothing was stored (503 with `unavailable`).
+fn not_stored(error: StoreError, unavailable: &str) -> Problem {
+    match error {
+        StoreError::IdempotencyKeyReused { .. } => Problem::invalid("Idempotency-Key", error.to_string()),
+        error => {
+            tracing::error!(%error, "cannot store a request");
+            Problem::unavailable(unavailable)
+        }
+    }
 }
 
-/// The `Idempotency-Key` header, scoped to the caller's token so that two apps
-/// cannot collide, and never stored in clear with the token.
-fn idempotency_key(app: &App, headers: &HeaderMap, caller: Caller) -> Result<Option<String>, Problem> {
+/// The `Idempotency-Key` header of a request to `endpoint` with `body`: the key is
+/// scoped to the caller's token so that two apps cannot collide (and never stored in
+/// clear with the token), and the request is digested so that the key's reuse for
+/// another request is refused.
+fn idempotency_key<R>(
+    app: &App,
+    headers: &HeaderMap,
+    caller: &Caller<R>,
+    endpoint: &'static str,
+    body: &impl serde::Serialize,
+) -> Result<Option<Idempotency>, Problem> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -196,5 +296,5 @@ fn idempotency_key(app: &App, headers: &HeaderMap, caller: Caller) -> Result<Opt
         .unwrap_or_default();
     let scope = Sha256::digest(token.as_bytes());
     let scope: String = scope[..8].iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Some(format!("{scope}:{key}")))
+    Ok(Some(Idempotency::new(format!("{scope}:{key}"), endpoint, body)))
 }

@@ -1,11 +1,18 @@
 //! Errors as `application/problem+json` (RFC 9457): a status, a title, a `detail` a
 //! person can act on, and for validation errors the `field` at fault.
 
+use std::time::Duration;
+
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+
+/// The `Retry-After` of a 503 from the store: what it means here passes in seconds (a
+/// full disk freed, a store back), so a client or a load balancer tries again then, not
+/// at once and not never.
+const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
 
 /// An HTTP error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,6 +29,9 @@ pub struct Problem {
     pub field: Option<String>,
     #[serde(rename = "status")]
     status_code: u16,
+    /// Seconds for the `Retry-After` header.
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -38,6 +48,7 @@ impl Problem {
             detail: detail.into(),
             field: None,
             status_code: status.as_u16(),
+            retry_after: None,
         }
     }
 
@@ -112,6 +123,28 @@ impl Problem {
         problem
     }
 
+    /// 429: this client address presented too many wrong tokens; it may try again
+    /// after `wait` (sent as `Retry-After`, in whole seconds, rounded up).
+    pub fn too_many_failures(wait: Duration) -> Problem {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "/problems/too-many-failures",
+            "Too many refused tokens",
+            format!(
+                "this address presented too many wrong tokens (auth.max_failures); every request with a token \
+                 is refused for {seconds} s more"
+            ),
+        )
+        .with_retry_after(seconds)
+    }
+
+    /// Adds `Retry-After: seconds` (at least 1) to the answer.
+    pub fn with_retry_after(mut self, seconds: u64) -> Problem {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
     /// 502: the SMS module or its provider failed.
     pub fn bad_gateway(detail: impl Into<String>) -> Problem {
         Problem::new(
@@ -130,6 +163,7 @@ impl Problem {
             "Service unavailable",
             detail,
         )
+        .with_retry_after(UNAVAILABLE_RETRY_AFTER_SECONDS)
     }
 
     /// 500: a fault of the gateway's; the detail says what failed without internals.
@@ -151,6 +185,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
-use axum::{body::Body, extract::State, http::HeaderMap, response::Response};
-use serde::Deserialize;
+use axum::{extract::State, http::HeaderMap, response::Response};
+use serde::{Deserialize, Serialize};
 
-use super::{authorize, body::read_json, enqueue, idempotency_key, problem::Problem};
+use super::{
+    auth::{role, Caller},
+    body::{BodyLimit, JsonBody},
+    enqueue, idempotency_key,
+    problem::Problem,
+};
 use crate::{
     app::App,
-    settings::{Role, SenderId, Settings},
+    settings::{SenderId, Settings},
     sms::{number, SmsPayload},
     store::Channel,
 };
@@ -16,7 +21,7 @@ use crate::{
 /// The longest text accepted: what providers accept as one concatenated SMS.
 pub const MAX_TEXT_CHARS: usize = 1600;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SmsRequest {
     pub to: String,
@@ -24,6 +29,8 @@ pub(super) struct SmsRequest {
     #[serde(default)]
     pub sender: Option<String>,
 }
+
+impl BodyLimit for SmsRequest {}
 
 /// Checks a request into the payload that is queued or sent.
 pub(super) fn check(request: SmsRequest, settings: &Settings) -> Result<SmsPayload, Problem> {
@@ -61,14 +68,13 @@ pub(super) fn check(request: SmsRequest, settings: &Settings) -> Result<SmsPaylo
 
 pub(super) async fn post_sms(
     State(app): State<Arc<App>>,
+    caller: Caller<role::Send>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<SmsRequest>,
 ) -> Result<Response, Problem> {
-    let caller = authorize(&app, &headers, Role::Send)?;
     let live = app.live();
-    let request: SmsRequest = read_json(&headers, body, live.settings.server.max_body_bytes).await?;
+    let key = idempotency_key(&app, &headers, &caller, "POST /v1/sms", &request)?;
     let payload = check(request, &live.settings)?;
-    let key = idempotency_key(&app, &headers, caller)?;
     let payload = serde_json::to_value(&payload).expect("a payload of strings serialises");
     enqueue(&app, Channel::Sms, payload, key).await
 }

@@ -12,18 +12,19 @@
 
 use std::{collections::VecDeque, sync::Arc, time::SystemTime};
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::{sync::OwnedSemaphorePermit, task::JoinSet};
 
 use lettre::address::Envelope;
 
 use super::{
-    connect::{reply_text, Session, Severity, SmtpError, Stage},
+    error::{reply_text, Severity, SmtpError, Stage},
     message::{build, EmailPayload, MailingRecipient, MailingShared},
+    session::Session,
 };
 use crate::{
     app::{App, Live},
     metrics::Metrics,
-    store::{Channel, Leased, Settled},
+    store::{settle_and_log, Channel, LeaseToken, Leased, Outcome, Settlement},
 };
 
 /// An open connection, counted in the metrics while it is open.
@@ -71,6 +72,7 @@ impl Drop for Connection<'_> {
 /// A leased e-mail, built and ready to send.
 struct Ready {
     id: String,
+    token: LeaseToken,
     attempts: u32,
     envelope: Envelope,
     bytes: Vec<u8>,
@@ -80,47 +82,68 @@ struct Ready {
 /// the server close the first), and records every e-mail's outcome.
 ///
 /// `connection` is the engine's permission to hold one connection open: it is given
-/// back as soon as this batch's connection is closed, before the outcomes are durable,
-/// so the next batch can connect meanwhile.
+/// back as soon as this batch's connection is closed, so the next batch can connect
+/// while the last outcomes are written.
 pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>, connection: OwnedSemaphorePermit) {
-    // The outcomes are gathered while the e-mails go out and recorded in one write when
-    // the connection is closed: a commit per e-mail would cost the connection a round
-    // trip to the store each. An e-mail the server accepted is at worst sent again if
-    // the gateway dies before that write (at-least-once). The batch ends only once the
-    // write is durable, so a graceful stop never releases an e-mail that was sent.
-    let mut outcomes = Vec::new();
+    let mut outcomes = Outcomes::new(&app);
     send_batch(&app, &live, batch, &mut outcomes).await;
     drop(connection);
-    if !outcomes.is_empty() {
-        let count = outcomes.len();
-        match app.store.settle_many(&app.lease_owner, outcomes).await {
-            Ok(applied) if applied < count => {
-                tracing::warn!(
-                    lost = count - applied,
-                    "outcomes not recorded: their leases had run out"
-                )
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(%error, "outcomes of a batch not recorded; the leases will run out")
-            }
+    // The batch ends only once every outcome is durable, so a graceful stop never
+    // releases an e-mail that was sent.
+    outcomes.written().await;
+}
+
+/// The outcomes of one batch, each written as soon as it is known, while the connection
+/// goes on with the next e-mail.
+///
+/// Writing while sending is what keeps a crash from sending a batch's e-mails twice: an
+/// outcome held until the connection closed would be lost with the process, and every
+/// e-mail the server had accepted would go out again. Group commit makes a write per
+/// e-mail cheap (concurrent writes share one fsync), and the connection never waits for
+/// one, so a crash repeats at most the e-mails accepted in the last few milliseconds.
+struct Outcomes {
+    app: Arc<App>,
+    writes: JoinSet<()>,
+}
+
+impl Outcomes {
+    fn new(app: &Arc<App>) -> Outcomes {
+        Outcomes {
+            app: app.clone(),
+            writes: JoinSet::new(),
         }
+    }
+
+    /// Starts writing `outcome` for `email`.
+    fn record(&mut self, email: &Ready, outcome: Outcome) {
+        self.write(Settlement {
+            id: email.id.clone(),
+            token: email.token.clone(),
+            outcome,
+        });
+    }
+
+    /// Starts writing `settlement`.
+    fn write(&mut self, settlement: Settlement) {
+        let app = self.app.clone();
+        self.writes
+            .spawn(async move { settle_and_log(app.store.as_ref(), vec![settlement]).await });
+    }
+
+    /// Waits until every outcome recorded is written.
+    async fn written(mut self) {
+        while self.writes.join_next().await.is_some() {}
     }
 }
 
-async fn send_batch(
-    app: &Arc<App>,
-    live: &Arc<Live>,
-    batch: Vec<Leased>,
-    outcomes: &mut Vec<(String, Settled)>,
-) {
+async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcomes: &mut Outcomes) {
     let mut pending: VecDeque<Ready> = VecDeque::new();
     for leased in batch {
         match prepare(&leased) {
             Ok(ready) => pending.push_back(ready),
             Err(reason) => {
                 tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
-                outcomes.push((leased.id.clone(), Settled::Failed(reason)));
+                outcomes.write(leased.settle(Outcome::Failed { error: reason }));
             }
         }
     }
@@ -139,7 +162,7 @@ async fn send_batch(
                 Err(error) => {
                     tracing::warn!(server = %target.address(), %error, "cannot open an SMTP connection");
                     pending.push_front(email);
-                    requeue(app, live, pending, &error, None).await;
+                    requeue(app, live, pending, &error, None, outcomes);
                     return;
                 }
             },
@@ -152,7 +175,8 @@ async fn send_batch(
             Ok(reply) => {
                 metrics.sent.get_or_create(&labels).inc();
                 tracing::debug!(message_id = %email.id, reply = %reply_text(&reply), "e-mail sent");
-                outcomes.push((email.id.clone(), Settled::Sent(Some(reply_text(&reply)))));
+                let provider_id = Some(reply_text(&reply));
+                outcomes.record(&email, Outcome::Sent { provider_id });
                 reconnect_allowed = false;
                 session = Some(current);
             }
@@ -160,7 +184,7 @@ async fn send_batch(
                 let reason = error.to_string();
                 metrics.failed.get_or_create(&labels).inc();
                 tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
-                outcomes.push((email.id.clone(), Settled::Failed(reason)));
+                outcomes.record(&email, Outcome::Failed { error: reason });
                 reconnect_allowed = true;
                 if current.session().is_usable() {
                     session = Some(current);
@@ -180,7 +204,7 @@ async fn send_batch(
                 current.session().abort().await;
                 let attempted = email.id.clone();
                 pending.push_front(email);
-                requeue(app, live, pending, &error, Some(&attempted)).await;
+                requeue(app, live, pending, &error, Some(&attempted), outcomes);
                 return;
             }
         }
@@ -206,6 +230,7 @@ fn prepare(leased: &Leased) -> Result<Ready, String> {
     let (envelope, bytes) = build(&payload, &leased.id).map_err(|e| e.to_string())?;
     Ok(Ready {
         id: leased.id.clone(),
+        token: leased.token.clone(),
         attempts: leased.attempts,
         envelope,
         bytes,
@@ -219,52 +244,34 @@ fn prepare(leased: &Leased) -> Result<Ready, String> {
 /// the server and get their attempt back. With no connection at all (`None`), every
 /// e-mail counts the attempt, so that a server that stays down is retried less and
 /// less often and the e-mails fail in the end instead of waiting forever.
-async fn requeue(
+fn requeue(
     app: &App,
     live: &Live,
     pending: VecDeque<Ready>,
     error: &SmtpError,
     attempted: Option<&str>,
+    outcomes: &mut Outcomes,
 ) {
     let retry = live.settings.email.retry;
-    let reason = error.to_string();
+    let labels = Metrics::outcome(Channel::Email, "smtp");
     for email in pending {
         let counts = attempted.is_none_or(|id| id == email.id);
-        if !counts {
-            let due = SystemTime::now() + retry.backoff(1);
-            outcome(
-                app.store.give_back(&email.id, &app.lease_owner, due).await,
-                &email.id,
-            );
+        let outcome = if !counts {
+            Outcome::GiveBack {
+                due_at: SystemTime::now() + retry.backoff(1),
+            }
         } else if retry.may_retry(email.attempts) {
-            app.metrics
-                .retried
-                .get_or_create(&Metrics::outcome(Channel::Email, "smtp"))
-                .inc();
-            let due = SystemTime::now() + retry.backoff(email.attempts);
-            outcome(
-                app.store
-                    .mark_retry(&email.id, &app.lease_owner, due, &reason)
-                    .await,
-                &email.id,
-            );
+            app.metrics.retried.get_or_create(&labels).inc();
+            Outcome::Retry {
+                due_at: SystemTime::now() + retry.backoff(email.attempts),
+                error: error.to_string(),
+            }
         } else {
-            app.metrics
-                .failed
-                .get_or_create(&Metrics::outcome(Channel::Email, "smtp"))
-                .inc();
-            outcome(
-                app.store.mark_failed(&email.id, &app.lease_owner, &reason).await,
-                &email.id,
-            );
-        }
-    }
-}
-
-fn outcome(result: Result<bool, crate::store::StoreError>, id: &str) {
-    match result {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(message_id = %id, "outcome not recorded: the lease had run out"),
-        Err(error) => tracing::error!(message_id = %id, %error, "outcome not recorded"),
+            app.metrics.failed.get_or_create(&labels).inc();
+            Outcome::Failed {
+                error: error.to_string(),
+            }
+        };
+        outcomes.record(&email, outcome);
     }
 }

@@ -8,7 +8,10 @@ use lettre::{
 };
 use serde::Serialize;
 
-use super::connect::{reply_text, SmtpTarget, Stage};
+use super::{
+    connect::SmtpTarget,
+    error::{reply_text, Stage},
+};
 use crate::settings::EmailSettings;
 
 /// One step of the check.

@@ -91,6 +91,6 @@ async fn lease_batch(app: &App, live: &Live) -> Result<Vec<Leased>, crate::store
     let batch = email.limits.batch_size();
     let lease_for = email.connect_timeout + email.command_timeout * (4 + 4 * batch) + Duration::from_secs(30);
     app.store
-        .lease(Channel::Email, batch as usize, &app.lease_owner, lease_for)
+        .lease(Channel::Email, batch as usize, &app.gateway_id, lease_for)
         .await
 }

@@ -3,9 +3,11 @@
 use lettre::{
     address::Envelope,
     message::{header::ContentType, Mailbox, MultiPart, SinglePart},
-    Message,
+    Address, Message,
 };
 use serde::{Deserialize, Serialize};
+
+use super::header::{self, check_mailbox_fits};
 
 /// An e-mail as stored (the payload of an `email` message, or a mailing's shared part
 /// merged with one recipient). Every address has been parsed at the API.
@@ -57,15 +59,27 @@ impl EmailPayload {
     }
 }
 
-/// Parses a mailbox (`Name <addr>` or `addr`), refusing CR and LF anywhere: they would
-/// start a new header.
+/// Parses a mailbox (`Name <addr>` or `addr`), refusing CR and LF anywhere (they would
+/// start a new header) and a name no header line could hold. A domain in Unicode
+/// becomes its punycode form (`bücher.example` is `xn--bcher-kva.example`), which every
+/// server takes; only a local part in Unicode still needs SMTPUTF8.
 pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
     if text.contains(['\r', '\n']) {
         return Err("contains a line break (CR or LF), which would start a new header".into());
     }
-    text.trim()
+    let mut mailbox = text
+        .trim()
         .parse::<Mailbox>()
-        .map_err(|e| format!("`{text}` is not an e-mail address: {e}"))
+        .map_err(|e| format!("`{text}` is not an e-mail address: {e}"))?;
+    let domain = mailbox.email.domain();
+    if !domain.is_ascii() {
+        let ascii = idna::domain_to_ascii(domain)
+            .map_err(|e| format!("the domain of `{text}` has no punycode form: {e}"))?;
+        mailbox.email = Address::new(mailbox.email.user(), ascii)
+            .map_err(|e| format!("the domain of `{text}` in punycode is not valid: {e}"))?;
+    }
+    check_mailbox_fits(&mailbox)?;
+    Ok(mailbox)
 }
 
 /// A value for a header: no CR or LF.
@@ -85,23 +99,31 @@ pub struct BuildError(String);
 
 /// The envelope and the RFC 5322 bytes of `payload`, with `X-Gateway-Id` and a
 /// Message-ID made from the gateway's id, so the receiving side can match them.
+///
+/// No line passes 998 bytes: the subject and the address lists are folded (see
+/// [`header`]), and lettre gives a body with long lines a quoted-printable or base64
+/// transfer encoding.
 pub fn build(payload: &EmailPayload, id: &str) -> Result<(Envelope, Vec<u8>), BuildError> {
     let bad = |e: String| BuildError(e);
+    let parse_all = |list: &[String]| -> Result<Vec<Mailbox>, BuildError> {
+        list.iter().map(|a| parse_mailbox(a).map_err(bad)).collect()
+    };
+    let (to, cc) = (parse_all(&payload.to)?, parse_all(&payload.cc)?);
     let mut builder = Message::builder()
         .from(parse_mailbox(&payload.from).map_err(bad)?)
         .subject(payload.subject.clone())
         .message_id(Some(format!("<{id}@gateway>")));
-    for to in &payload.to {
-        builder = builder.to(parse_mailbox(to).map_err(bad)?);
+    for mailbox in &to {
+        builder = builder.to(mailbox.clone());
     }
-    for cc in &payload.cc {
-        builder = builder.cc(parse_mailbox(cc).map_err(bad)?);
+    for mailbox in &cc {
+        builder = builder.cc(mailbox.clone());
     }
-    for bcc in &payload.bcc {
-        builder = builder.bcc(parse_mailbox(bcc).map_err(bad)?);
+    for bcc in parse_all(&payload.bcc)? {
+        builder = builder.bcc(bcc);
     }
     builder = builder.header(GatewayId(id.to_string()));
-    let message = match (&payload.text, &payload.html) {
+    let mut message = match (&payload.text, &payload.html) {
         (Some(text), Some(html)) => {
             builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
         }
@@ -114,6 +136,14 @@ pub fn build(payload: &EmailPayload, id: &str) -> Result<(Envelope, Vec<u8>), Bu
         (None, None) => builder.singlepart(SinglePart::plain(String::new())),
     }
     .map_err(|e| BuildError(e.to_string()))?;
+    // lettre's own headers gave the envelope; these replace them where it writes a
+    // line that may pass 998 bytes.
+    let headers = message.headers_mut();
+    headers.insert_raw(header::subject(&payload.subject));
+    headers.insert_raw(header::address_list("To", &to));
+    if !cc.is_empty() {
+        headers.insert_raw(header::address_list("Cc", &cc));
+    }
     let envelope = message.envelope().clone();
     Ok((envelope, message.formatted()))
 }
@@ -164,6 +194,130 @@ mod tests {
             "Bcc must not be in the headers: {text}"
         );
         assert!(text.contains("multipart/alternative"));
+    }
+
+    /// Every line of `bytes`, without its CRLF.
+    fn lines(bytes: &[u8]) -> Vec<String> {
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .split("\r\n")
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The lines of the header `name`, folded lines included.
+    fn header_lines(bytes: &[u8], name: &str) -> Vec<String> {
+        let all = lines(bytes);
+        let start = all
+            .iter()
+            .position(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} header"));
+        let mut field = vec![all[start].clone()];
+        field.extend(
+            all[start + 1..]
+                .iter()
+                .take_while(|l| l.starts_with(' '))
+                .cloned(),
+        );
+        field
+    }
+
+    #[test]
+    fn a_10000_character_subject_is_folded_into_encoded_words() {
+        let subject = "x".repeat(10_000);
+        let (_, bytes) = build(
+            &EmailPayload {
+                subject: subject.clone(),
+                ..payload()
+            },
+            "0197-abc",
+        )
+        .unwrap();
+        let longest = lines(&bytes).iter().map(String::len).max().unwrap();
+        assert!(longest <= 998, "a line of {longest} bytes");
+        let field = header_lines(&bytes, "Subject");
+        assert!(field.len() > 100, "{} lines", field.len());
+        assert!(field.iter().all(|l| l.len() <= 78), "{:?}", &field[..3]);
+        let words = field.concat()["Subject:".len()..].to_string();
+        assert!(
+            words
+                .split(' ')
+                .skip(1)
+                .all(|w| w.starts_with("=?utf-8?b?") && w.ends_with("?=")),
+            "encoded words only: {:?}",
+            &field[..3]
+        );
+    }
+
+    #[test]
+    fn an_ordinary_subject_is_written_as_it_was() {
+        let (_, bytes) = build(&payload(), "0197-abc").unwrap();
+        assert_eq!(header_lines(&bytes, "Subject"), ["Subject: Your order"]);
+    }
+
+    #[test]
+    fn a_hundred_recipients_are_folded_between_addresses() {
+        let to: Vec<String> = (0..100).map(|i| format!("recipient{i}@example.org")).collect();
+        let (envelope, bytes) = build(
+            &EmailPayload {
+                to: to.clone(),
+                cc: vec![
+                    "Bob <bob@example.org>".into(),
+                    "Seán Ó Rudaí <sean@example.org>".into(),
+                ],
+                ..payload()
+            },
+            "0197-abc",
+        )
+        .unwrap();
+        let field = header_lines(&bytes, "To");
+        assert!(field.iter().all(|l| l.len() <= 78), "{field:?}");
+        let unfolded: String = field.concat();
+        let listed: Vec<&str> = unfolded["To: ".len()..].split(", ").collect();
+        assert_eq!(listed, to, "every address once, in order");
+        assert_eq!(
+            header_lines(&bytes, "Cc").concat(),
+            "Cc: Bob <bob@example.org>, =?utf-8?b?U2XDoW4gw5MgUnVkYcOt?= <sean@example.org>"
+        );
+        assert_eq!(envelope.to().len(), 103, "to, cc and bcc");
+    }
+
+    #[test]
+    fn a_body_line_longer_than_998_bytes_is_encoded() {
+        let long = format!("{}\n{}", "a".repeat(5_000), "é".repeat(2_000));
+        for (text, html) in [
+            (Some(long.clone()), None),
+            (None, Some(long.clone())),
+            (Some(long.clone()), Some(long)),
+        ] {
+            let (_, bytes) = build(
+                &EmailPayload {
+                    text,
+                    html,
+                    ..payload()
+                },
+                "0197-abc",
+            )
+            .unwrap();
+            let longest = lines(&bytes).iter().map(String::len).max().unwrap();
+            assert!(longest <= 78, "a line of {longest} bytes");
+        }
+    }
+
+    #[test]
+    fn an_idn_domain_becomes_punycode_and_a_unicode_local_part_stays() {
+        let mailbox = parse_mailbox("Ann <ann@bücher.example>").unwrap();
+        assert_eq!(mailbox.email.to_string(), "ann@xn--bcher-kva.example");
+        assert_eq!(mailbox.name.as_deref(), Some("Ann"));
+        let mailbox = parse_mailbox("jürgen@example.org").unwrap();
+        assert_eq!(mailbox.email.to_string(), "jürgen@example.org");
+    }
+
+    #[test]
+    fn a_name_with_a_word_too_long_for_a_line_is_refused() {
+        let error = parse_mailbox(&format!("{} <a@example.org>", "n".repeat(1_000))).unwrap_err();
+        assert!(error.contains("998"), "{error}");
+        assert!(parse_mailbox(&format!("{} <a@example.org>", "name ".repeat(400))).is_ok());
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! E-mail: what is queued ([`message`]), how a connection is opened ([`connect`]),
-//! the engine that enforces the two limits ([`engine`]) with one connection's batch
-//! ([`batch`]), and the admin's connection check ([`check`]).
+//! E-mail: what is queued ([`message`]) with headers that always fit on a line
+//! ([`header`]), how a connection is secured ([`tls`]) and
+//! opened ([`connect`]), what is said on it ([`session`]) and how its failures are
+//! told apart ([`error`]), the engine that enforces the two limits ([`engine`]) with
+//! one connection's batch ([`batch`]), and the admin's connection check ([`check`]).
 //!
 //! The engine uses lettre's async SMTP connection directly, not its pool: lettre's
 //! pool caps idle connections, not open ones, and reuses a connection without limit,
@@ -11,4 +13,8 @@ pub mod batch;
 pub mod check;
 pub mod connect;
 pub mod engine;
+pub mod error;
+pub mod header;
 pub mod message;
+pub mod session;
+pub mod tls;

@@ -1,11 +1,14 @@
 //! SMS provider modules: finding and loading their libraries ([`loader`]), the logger
-//! the gateway lends them ([`host`]), and calling a started module safely
-//! ([`module`]: off the async runtime, under a time limit).
+//! the gateway lends them ([`host`]), calling a started module safely ([`module`]: off
+//! the async runtime, under a time limit), and running one operation of a module to its
+//! end ([`steps`]) with the HTTP requests it asks for ([`http`]).
 
 pub mod conformance;
 pub mod host;
+pub mod http;
 pub mod loader;
 pub mod module;
+pub mod steps;
 
 pub use loader::{library_file_name, list_dir, load, Library, LoadError, ModuleInfo};
 pub use module::{CallError, Module};

@@ -18,7 +18,7 @@ use super::{send, SmsPayload};
 use crate::{
     app::App,
     metrics::Metrics,
-    store::{Channel, Leased},
+    store::{settle_and_log, Channel, Leased, Outcome},
 };
 
 /// SMS being sent at once by one worker.
@@ -43,7 +43,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         let lease_for = lease_duration(settings);
         let leased = match app
             .store
-            .lease(Channel::Sms, free, &app.lease_owner, lease_for)
+            .lease(Channel::Sms, free, &app.gateway_id, lease_for)
             .await
         {
             Ok(leased) => leased,
@@ -80,8 +80,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
 
 /// Long enough for every call and request one send may make.
 fn lease_duration(settings: &crate::settings::Settings) -> Duration {
-    let sms = &settings.sms;
-    (sms.call_timeout * 6 + sms.http_timeout * 4 + Duration::from_secs(30)).max(Duration::from_secs(60))
+    crate::modules::steps::lease_duration(settings.sms.call_timeout, settings.sms.http_timeout)
 }
 
 /// Sends one leased SMS and records what happened.
@@ -93,7 +92,7 @@ async fn deliver(app: &App, message: Leased) {
         Err(error) => {
             let reason = format!("the stored SMS cannot be read: {error}");
             tracing::error!(message_id = %id, %reason);
-            record(app.store.mark_failed(&id, &app.lease_owner, &reason).await, &id);
+            settle(app, &message, Outcome::Failed { error: reason }).await;
             return;
         }
     };
@@ -110,44 +109,29 @@ async fn deliver(app: &App, message: Leased) {
         Ok(provider_id) => {
             app.metrics.sent.get_or_create(&labels).inc();
             tracing::debug!(message_id = %id, module = module.name(), %provider_id, "SMS sent");
-            record(
-                app.store
-                    .mark_sent(&id, &app.lease_owner, Some(provider_id))
-                    .await,
-                &id,
-            );
+            let provider_id = Some(provider_id);
+            settle(app, &message, Outcome::Sent { provider_id }).await;
         }
         Err(error) if error.is_transient() && live.settings.sms.retry.may_retry(message.attempts) => {
             app.metrics.retried.get_or_create(&labels).inc();
             let delay = live.settings.sms.retry.backoff(message.attempts);
             tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, retry_in = ?delay, %error, "SMS not sent; will retry");
-            let due = SystemTime::now() + delay;
-            record(
-                app.store
-                    .mark_retry(&id, &app.lease_owner, due, &error.to_string())
-                    .await,
-                &id,
-            );
+            let due_at = SystemTime::now() + delay;
+            let error = error.to_string();
+            settle(app, &message, Outcome::Retry { due_at, error }).await;
         }
         Err(error) => {
             app.metrics.failed.get_or_create(&labels).inc();
             tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, %error, "SMS failed");
-            record(
-                app.store
-                    .mark_failed(&id, &app.lease_owner, &error.to_string())
-                    .await,
-                &id,
-            );
+            let error = error.to_string();
+            settle(app, &message, Outcome::Failed { error }).await;
         }
     }
 }
 
-/// Logs an outcome that could not be recorded: the lease is gone (another worker has
-/// the message) or the store failed (the lease will run out and the SMS be retried).
-fn record(result: Result<bool, crate::store::StoreError>, id: &str) {
-    match result {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(message_id = %id, "outcome not recorded: the lease had run out"),
-        Err(error) => tracing::error!(message_id = %id, %error, "outcome not recorded"),
-    }
+/// Ends the message's lease with `outcome`. A store that cannot write keeps the outcome
+/// and writes it again until it lands, so this waits rather than let the lease run out
+/// and the SMS be sent again.
+async fn settle(app: &App, message: &Leased, outcome: Outcome) {
+    settle_and_log(app.store.as_ref(), vec![message.settle(outcome)]).await;
 }

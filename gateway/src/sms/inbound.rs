@@ -1,6 +1,7 @@
 //! What providers tell the gateway: inbound SMS (stored, listed, forwarded to
 //! `sms.inbound_webhook`) and delivery reports (moving a sent message to `delivered`
-//! or `undelivered`).
+//! or `undelivered`, or held until its send's outcome is recorded: see
+//! [`crate::store::report`]).
 
 use std::{
     sync::Arc,
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::number;
 use crate::{
     app::{App, Live},
-    store::{self, InboundRecord, NewInbound, StoreError},
+    store::{self, DeliveryReport, InboundRecord, NewInbound, ReportOutcome, StoreError},
 };
 
 /// What the gateway did with one callback's events.
@@ -23,8 +24,9 @@ pub struct Applied {
     pub inbound: Vec<String>,
     /// Ids of the messages whose status a report changed.
     pub reports: Vec<String>,
-    /// Reports about messages this gateway does not know (or has not yet recorded as sent).
-    pub unmatched_reports: usize,
+    /// Reports held for a message whose send's outcome is not recorded yet (or that
+    /// this gateway does not know): applied when it is, purged after `sms.report_hold`.
+    pub held_reports: usize,
     /// Events of kinds this gateway does not know (from a newer module).
     pub unknown: usize,
 }
@@ -63,35 +65,51 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
             }
             Ok(CallbackEvent::DeliveryReport {
                 provider_id,
+                message_id,
                 status,
                 detail,
-                ..
             }) => {
                 let status = match status {
                     DeliveryStatus::DELIVERED => store::DeliveryStatus::Delivered,
                     DeliveryStatus::UNDELIVERED => store::DeliveryStatus::Undelivered,
                     _ => continue, // in progress: nothing to record
                 };
-                let detail = (!detail.is_empty()).then_some(detail.as_str());
-                match app
-                    .store
-                    .record_delivery_report(&provider_id, status, detail)
-                    .await?
-                {
-                    Some(id) => {
-                        tracing::info!(message_id = %id, ?status, "delivery report");
-                        app.metrics
-                            .delivery_reports
-                            .get_or_create(&crate::metrics::ReportLabels {
-                                module: live.module.name().to_string(),
-                                status: store::Status::from(status).to_string(),
-                            })
-                            .inc();
-                        applied.reports.push(id);
+                let given = |text: String| Some(text).filter(|t| !t.trim().is_empty());
+                let report = DeliveryReport {
+                    module: live.module.name().to_string(),
+                    provider_id: given(provider_id.into_string()),
+                    message_id: message_id.into_option().and_then(|id| given(id.into_string())),
+                    status,
+                    detail: given(detail.into_string()),
+                };
+                if report.provider_id.is_none() && report.message_id.is_none() {
+                    tracing::warn!(
+                        module = live.module.name(),
+                        "delivery report naming no message; ignored"
+                    );
+                    applied.unknown += 1;
+                    continue;
+                }
+                let labels = crate::metrics::ReportLabels {
+                    module: report.module.clone(),
+                    status: store::Status::from(status).to_string(),
+                };
+                let (provider_id, message_id) = (report.provider_id.clone(), report.message_id.clone());
+                match app.store.record_delivery_report(report).await? {
+                    ReportOutcome::Applied { message_id } => {
+                        tracing::info!(%message_id, ?status, "delivery report");
+                        app.metrics.delivery_reports.get_or_create(&labels).inc();
+                        applied.reports.push(message_id);
                     }
-                    None => {
-                        tracing::warn!(%provider_id, "delivery report for no message this gateway sent");
-                        applied.unmatched_reports += 1;
+                    ReportOutcome::Held => {
+                        tracing::info!(
+                            ?provider_id,
+                            ?message_id,
+                            ?status,
+                            "delivery report for no SMS recorded as sent yet; held until its outcome is"
+                        );
+                        app.metrics.delivery_reports_held.get_or_create(&labels).inc();
+                        applied.held_reports += 1;
                     }
                 }
             }
@@ -165,7 +183,7 @@ async fn forward_one(app: &App, live: &Live, record: InboundRecord) {
         "text": record.text,
         "module": record.module,
         "provider_id": record.provider_id,
-        "received_at": crate::api::rfc3339(record.received_at),
+        "received_at": crate::time::rfc3339(record.received_at),
     });
     let result = match live.http.post_json(&url, &body).await {
         Ok(status) if (200..300).contains(&status) => app.store.forward_done(&record.id).await,

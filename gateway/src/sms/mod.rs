@@ -1,8 +1,7 @@
-//! SMS: numbers ([`number`]), one send through a module ([`send`]) with the HTTP the
-//! module asks for ([`http`]), and the worker that delivers the queue ([`delivery`]).
+//! SMS: numbers ([`number`]), one send through a module ([`send`]), and the worker that
+//! delivers the queue ([`delivery`]).
 
 pub mod delivery;
-pub mod http;
 pub mod inbound;
 pub mod number;
 pub mod send;

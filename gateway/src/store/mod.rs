@@ -8,31 +8,42 @@
 //! A message's life:
 //!
 //! ```text
-//!  enqueue / create_mailing          lease                 mark_sent            delivery report
+//!  enqueue / create_mailing          lease              settle: Sent          delivery report
 //!  ───────────────────────► queued ────────► sending ──────────────────► sent ─────────────────► delivered
 //!                             ▲                │  │                                            └─► undelivered
-//!                             │  mark_retry,   │  │ mark_failed
-//!                             └─release_leases─┘  └────────────► failed
+//!                             │ settle: Retry, │  │ settle: Failed
+//!                             │ GiveBack;      │  └────────────────► failed
+//!                             └─release_leases─┘
 //! ```
 //!
 //! - **Durability.** Every write returns only once it is committed and on disk. Writers are
 //!   batched: many concurrent callers share one transaction and one fsync (group commit).
 //! - **Leases.** A worker leases due messages for a while (`lease_for`); a lease that runs out
-//!   (a crashed or hung worker) makes the message due again for any worker. Outcomes name the
-//!   lease owner and apply only while that owner still holds the message, so a worker that
-//!   lost its lease cannot overwrite the state its successor records. Owners must therefore
-//!   be unique per worker (for instance host, process id, worker number and a random part).
-//! - **Idempotency.** An idempotency key maps to one message (or one mailing) forever: the
-//!   same key returns the same id with `created: false` and stores nothing.
+//!   (a crashed or hung worker) makes the message due again. Each lease has its own token,
+//!   and an outcome applies only with the token of the lease in force ([`lease`]).
+//! - **Idempotency.** An idempotency key stands for one request ([`idempotency`]): the
+//!   same key with the same request returns the same id with `created: false` and stores
+//!   nothing; with another request it is refused.
+//! - **Delivery reports** find their message by its id or its provider id, and wait in the
+//!   store when they overtake the send's outcome ([`report`]).
+//! - **Retention.** Finished work is deleted in small batches once old enough ([`purge`]).
 //! - **What this is not.** The store does not interpret payloads (JSON the API and the
-//!   workers agree on), compute backoff, or purge old rows.
+//!   workers agree on), compute backoff, or decide when to purge.
 
+pub mod idempotency;
+pub mod lease;
+pub mod purge;
+pub mod report;
 mod sqlite;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+pub use idempotency::Idempotency;
+pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
+pub use purge::{PurgeKind, Purged};
+pub use report::{DeliveryReport, ReportOutcome};
 pub use sqlite::SqliteStore;
 
 /// The queue as the API and the delivery workers see it.
@@ -42,78 +53,59 @@ pub use sqlite::SqliteStore;
 pub trait Store: Send + Sync + 'static {
     /// Stores one message, `queued` and due now.
     ///
-    /// With an `idempotency_key` already used for a message, returns that message's id with
-    /// `created: false` and stores nothing.
+    /// With an idempotency key already used for the same request, returns the id that
+    /// request created with `created: false` and stores nothing; a key used for another
+    /// request (endpoint or body) is [`StoreError::IdempotencyKeyReused`].
     async fn enqueue(
         &self,
         message: NewMessage,
-        idempotency_key: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Enqueued, StoreError>;
 
     /// Stores a mailing and one `email` message per recipient, all in one transaction: either
-    /// the whole mailing is queued or none of it. The returned id is the mailing's.
+    /// the whole mailing is queued or none of it. The returned id is the mailing's. An
+    /// idempotency key is treated as in [`Store::enqueue`].
     async fn create_mailing(
         &self,
         mailing: NewMailing,
-        idempotency_key: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Enqueued, StoreError>;
 
-    /// Leases up to `limit` due messages of `channel` to `lease_owner` for `lease_for`, oldest
-    /// due first.
+    /// Leases up to `limit` due messages of `channel` for `lease_for`, oldest due first,
+    /// each with a token of its own (see [`lease`]). `owner` names this gateway, so that
+    /// [`Store::release_leases`] finds its leases when it stops.
     ///
     /// Due means `queued` with its due time passed, or `sending` under a lease that ran out.
     /// Each leased message becomes `sending` and counts one more attempt. No message is
-    /// leased to two owners while a lease on it is still valid.
+    /// leased twice while a lease on it is still valid.
     async fn lease(
         &self,
         channel: Channel,
         limit: usize,
-        lease_owner: &str,
+        owner: &str,
         lease_for: Duration,
     ) -> Result<Vec<Leased>, StoreError>;
 
-    /// Records that the message was handed to the provider: `sending` → `sent`.
+    /// Ends leases with their outcomes, and says for each (in order) whether it applied:
+    /// a settlement applies only while its token's lease still holds the message, so a
+    /// stale one changes nothing and answers false.
     ///
-    /// Returns false, changing nothing, unless `lease_owner` still holds the message.
-    async fn mark_sent(
-        &self,
-        id: &str,
-        lease_owner: &str,
-        provider_id: Option<String>,
-    ) -> Result<bool, StoreError>;
+    /// An SMS settled as sent takes, in the same transaction, the newest delivery report
+    /// held for it (by its id or its provider id); the held reports are then deleted.
+    ///
+    /// Settlements are the one write that must not be lost once a message may have
+    /// reached its provider: one that cannot be written now (a full disk, an I/O error) is
+    /// kept and written again, ahead of any new lease, until it lands. The call returns
+    /// once it has, or with [`StoreError::WriterStopped`] if the store is closed first.
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<bool>, StoreError>;
 
-    /// Puts the message back in the queue, due at `due_at`, with the error that made this
-    /// attempt fail. Returns false, changing nothing, unless `lease_owner` still holds it.
-    async fn mark_retry(
-        &self,
-        id: &str,
-        lease_owner: &str,
-        due_at: SystemTime,
-        error: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Fails the message for good with `error`. Returns false, changing nothing, unless
-    /// `lease_owner` still holds it.
-    async fn mark_failed(&self, id: &str, lease_owner: &str, error: &str) -> Result<bool, StoreError>;
-
-    /// Records the outcomes of several leased messages at once (one SMTP connection's
-    /// batch), each guarded by `lease_owner` like [`Store::mark_sent`] and
-    /// [`Store::mark_failed`]. Returns how many applied.
-    async fn settle_many(
-        &self,
-        lease_owner: &str,
-        outcomes: Vec<(String, Settled)>,
-    ) -> Result<usize, StoreError>;
-
-    /// Gives back one leased message that was never attempted (its batch ended first):
-    /// `queued`, due at `due_at`, and the attempt its lease counted is uncounted.
-    /// Returns false, changing nothing, unless `lease_owner` still holds it.
-    async fn give_back(&self, id: &str, lease_owner: &str, due_at: SystemTime) -> Result<bool, StoreError>;
-
-    /// Gives back every message leased by `lease_owner` (on a graceful shutdown): they become
+    /// Gives back every message leased by `owner` (on a graceful shutdown): they become
     /// `queued` and due now, and the attempt they were counted for is uncounted, since it
     /// never happened. Returns how many were released.
-    async fn release_leases(&self, lease_owner: &str) -> Result<u64, StoreError>;
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Whether the store can take writes now: what `GET /readyz` reports.
+    fn health(&self) -> StoreHealth;
 
     /// Ends every lease now, keeping the attempts they counted (an SMS may have reached
     /// its provider before the holder died). For a store only one gateway uses, such as
@@ -121,16 +113,22 @@ pub trait Store: Send + Sync + 'static {
     /// and its messages are due at once instead of when the lease would run out.
     async fn expire_all_leases(&self) -> Result<u64, StoreError>;
 
-    /// Records a provider's delivery report on the message it sent as `provider_id`, and
-    /// returns that message's id, or `None` when no sent message has that provider id.
+    /// Records a provider's delivery report on its SMS, found by the report's message id
+    /// if it names an SMS, else by its provider id (the most recent SMS sent under it).
+    /// A report that finds no sent SMS (its message is still `sending`, or unknown) is
+    /// held, to be applied when the send's outcome is recorded ([`report`]).
     ///
     /// A report for an undelivered message keeps `detail` as the message's error.
-    async fn record_delivery_report(
+    async fn record_delivery_report(&self, report: DeliveryReport) -> Result<ReportOutcome, StoreError>;
+
+    /// Deletes one batch of at most `limit` rows of `kind` that are finished and older than
+    /// `older_than`, in one write ([`purge`]).
+    async fn purge(
         &self,
-        provider_id: &str,
-        status: DeliveryStatus,
-        detail: Option<&str>,
-    ) -> Result<Option<String>, StoreError>;
+        kind: PurgeKind,
+        older_than: SystemTime,
+        limit: usize,
+    ) -> Result<Purged, StoreError>;
 
     /// The message with this id, if there is one.
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
@@ -165,15 +163,6 @@ pub trait Store: Send + Sync + 'static {
     /// Records a failed forward; it is due again at `due_at`. Forwards are never given
     /// up: an inbound SMS is never lost because a webhook was down.
     async fn forward_retry(&self, id: &str, due_at: SystemTime, error: &str) -> Result<(), StoreError>;
-}
-
-/// A final outcome, for [`Store::settle_many`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settled {
-    /// `sent`, with the provider's (or SMTP server's) answer.
-    Sent(Option<String>),
-    /// `failed`, with the reason.
-    Failed(String),
 }
 
 /// An inbound SMS to store.
@@ -347,20 +336,6 @@ pub struct Enqueued {
     pub created: bool,
 }
 
-/// A message handed to a delivery worker by [`Store::lease`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leased {
-    pub id: String,
-    /// The message's payload, JSON text as it was queued.
-    pub payload: String,
-    /// Attempts so far, this one included (1 on the first lease).
-    pub attempts: u32,
-    /// The mailing the message belongs to, if any.
-    pub mailing_id: Option<String>,
-    /// The mailing's shared payload (JSON text), when the message belongs to a mailing.
-    pub mailing_payload: Option<String>,
-}
-
 /// A message as stored, for the status API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
@@ -373,7 +348,7 @@ pub struct MessageRecord {
     pub attempts: u32,
     /// When the message is (or was) next due for a worker.
     pub due_at: SystemTime,
-    /// The worker holding the message while it is `sending`.
+    /// The gateway holding the message while it is `sending`.
     pub lease_owner: Option<String>,
     /// When that worker's lease runs out.
     pub lease_expires_at: Option<SystemTime>,
@@ -409,6 +384,15 @@ pub struct MailingCounts {
     pub failed: u64,
 }
 
+/// Whether the store can take writes, for readiness checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StoreHealth {
+    /// False since a write failed (a full disk, an I/O error), until one succeeds again.
+    pub writable: bool,
+    /// Outcomes of attempts made that wait to be written again.
+    pub pending_settlements: usize,
+}
+
 /// What went wrong in the store.
 ///
 /// Every message names the operation (and, when opening, the file), since these end up in
@@ -434,6 +418,13 @@ pub enum StoreError {
     /// The request itself cannot be stored (a caller's mistake).
     #[error("queue store: {0}")]
     Invalid(String),
+    /// An idempotency key first used for another request: on `endpoint`, or there with
+    /// another body.
+    #[error(
+        "the idempotency key was used for another request ({endpoint}{}); use a new key for a new request",
+        if *same_endpoint { " with another body" } else { "" }
+    )]
+    IdempotencyKeyReused { endpoint: String, same_endpoint: bool },
     /// A row holds something this gateway does not understand.
     #[error("queue store: unreadable row: {0}")]
     Corrupt(String),

@@ -1,4 +1,4 @@
--- The queue's schema, version 2 (kept in PRAGMA user_version). Every statement is
+-- The queue's schema up to version 2 (kept in PRAGMA user_version). Every statement is
 -- idempotent, so a file of an older version is brought up to date by running it again.
 --
 -- Written in the SQL that SQLite and PostgreSQL share, so a PostgreSQL store can start from

@@ -1,7 +1,9 @@
 //! The gateway's HTTP client for modules' requests (see `plugin-api`, "Who does the
-//! I/O"): one connection pool, Mozilla's root certificates (webpki-roots), and `sms.http_timeout_ms`
-//! on every request. Header values may hold credentials, so neither requests nor
-//! answers are logged here.
+//! I/O"), which the step driver ([`super::steps`]) performs, and for forwarding inbound
+//! SMS to `sms.inbound_webhook` ([`HttpClient::post_json`]): one connection pool,
+//! Mozilla's root certificates (webpki-roots), and `sms.http_timeout_ms` on every
+//! request. Header values may hold credentials, so neither requests nor answers are
+//! logged here.
 
 use std::time::Duration;
 

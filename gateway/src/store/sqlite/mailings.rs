@@ -1,0 +1,68 @@
+//! Mailings: one transaction stores the mailing and a message per recipient; counts
+//! are read from the index on (mailing, status).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::convert::{database, new_id};
+use super::idempotency;
+use super::messages::INSERT_MESSAGE;
+use crate::store::{Channel, Enqueued, Idempotency, MailingCounts, NewMailing, StoreError};
+
+pub(super) fn insert_mailing(
+    conn: &Connection,
+    mailing: &NewMailing,
+    idempotency: Option<&Idempotency>,
+    now: i64,
+) -> Result<Enqueued, StoreError> {
+    let failed = database("create a mailing");
+    if let Some(idempotency) = idempotency {
+        if let Some(id) = idempotency::find(conn, idempotency)? {
+            return Ok(Enqueued { id, created: false });
+        }
+    }
+    let id = new_id();
+    let total = i64::try_from(mailing.recipients.len()).unwrap_or(i64::MAX);
+    conn.prepare_cached("INSERT INTO mailings (id, payload, total, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut insert| insert.execute(params![id, mailing.shared.to_string(), total, now]))
+        .map_err(&failed)?;
+
+    let mut insert = conn.prepare_cached(INSERT_MESSAGE).map_err(&failed)?;
+    for recipient in &mailing.recipients {
+        let payload = recipient.to_string();
+        insert
+            .execute(params![new_id(), Channel::Email.as_str(), payload, now, id])
+            .map_err(&failed)?;
+    }
+    if let Some(idempotency) = idempotency {
+        idempotency::record(conn, idempotency, &id, now)?;
+    }
+    Ok(Enqueued { id, created: true })
+}
+pub(super) fn mailing_counts(conn: &Connection, id: &str) -> rusqlite::Result<Option<MailingCounts>> {
+    let total: Option<i64> = conn
+        .prepare_cached("SELECT total FROM mailings WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    let Some(total) = total else { return Ok(None) };
+    let mut counts = MailingCounts {
+        total: u64::try_from(total).unwrap_or(0),
+        queued: 0,
+        sending: 0,
+        sent: 0,
+        failed: 0,
+    };
+    let mut select =
+        conn.prepare_cached("SELECT status, count(*) FROM messages WHERE mailing_id = ?1 GROUP BY status")?;
+    let mut rows = select.query([id])?;
+    while let Some(row) = rows.next()? {
+        let status: String = row.get(0)?;
+        let count = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+        match status.as_str() {
+            "queued" => counts.queued += count,
+            "sending" => counts.sending += count,
+            "sent" | "delivered" => counts.sent += count,
+            _ => counts.failed += count,
+        }
+    }
+    Ok(Some(counts))
+}
