@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod delivery;
 pub mod email;
 pub mod listener;
 pub mod logging;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     app::{App, Live},
-    email, listener,
+    delivery, listener,
     metrics::Metrics,
     purger,
     settings::{ConfigFile, Loaded, StorageUrl},
@@ -77,8 +77,8 @@ pub async fn run(
     }
 
     let stop = CancellationToken::new();
-    let sms_worker = tokio::spawn(sms::delivery::run(app.clone(), stop.child_token()));
-    let smtp_engine = tokio::spawn(email::engine::run(app.clone(), stop.child_token()));
+    let sms_worker = tokio::spawn(delivery::sms::run(app.clone(), stop.child_token()));
+    let smtp_engine = tokio::spawn(delivery::email::run(app.clone(), stop.child_token()));
     let forwarder = tokio::spawn(sms::inbound::forward(app.clone(), stop.child_token()));
     let purge = tokio::spawn(purger::run(app.clone(), stop.child_token()));
 

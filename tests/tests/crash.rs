@@ -17,7 +17,7 @@ use e2e::{json_body, sms_lines, GatewayProcess, TestConfig, SEND_TOKEN};
 const CLIENTS: usize = 16;
 /// Accepted SMS after which the gateway is killed.
 const KILL_AFTER: usize = 2500;
-/// The most SMS the delivery worker has in flight (sms::delivery::IN_FLIGHT): only
+/// The most SMS the delivery worker has in flight (delivery::sms::IN_FLIGHT): only
 /// those can reach the module twice.
 const IN_FLIGHT: usize = 64;
 

@@ -1,18 +1,16 @@
 //! E-mail: what is queued ([`message`]) with headers that always fit on a line
 //! ([`header`]), how a connection is secured ([`tls`]) and
 //! opened ([`connect`]), what is said on it ([`session`]) and how its failures are
-//! told apart ([`error`]), the engine that enforces the two limits ([`engine`]) with
-//! one connection's batch ([`batch`]), and the admin's connection check ([`check`]).
+//! told apart ([`error`]), and the admin's connection check ([`check`]). The engine
+//! that delivers the queue within the two limits is in `crate::delivery::email`.
 //!
 //! The engine uses lettre's async SMTP connection directly, not its pool: lettre's
 //! pool caps idle connections, not open ones, and reuses a connection without limit,
 //! while the contract (section 2) caps both the connections open at once and the
 //! e-mails each connection carries.
 
-pub mod batch;
 pub mod check;
 pub mod connect;
-pub mod engine;
 pub mod error;
 pub mod header;
 pub mod message;

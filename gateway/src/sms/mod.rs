@@ -1,7 +1,7 @@
-//! SMS: numbers ([`number`]), one send through a module ([`send`]), and the worker that
-//! delivers the queue ([`delivery`]).
+//! SMS: numbers ([`number`]), one send through a module ([`send`]), and what providers
+//! tell the gateway ([`inbound`]). The worker that delivers the queue is in
+//! `crate::delivery::sms`.
 
-pub mod delivery;
 pub mod inbound;
 pub mod number;
 pub mod send;

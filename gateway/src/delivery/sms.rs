@@ -14,10 +14,10 @@ use plugin_api::OutboundSms;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{send, SmsPayload};
 use crate::{
     app::App,
     metrics::Metrics,
+    sms::{send, SmsPayload},
     store::{settle_and_log, Channel, Leased, Outcome},
 };
 

@@ -16,7 +16,7 @@ use tokio::{sync::OwnedSemaphorePermit, task::JoinSet};
 
 use lettre::address::Envelope;
 
-use super::{
+use crate::email::{
     error::{reply_text, Severity, SmtpError, Stage},
     message::{build, EmailPayload, MailingRecipient, MailingShared},
     session::Session,

@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::batch;
+use super::email_batch as batch;
 use crate::{
     app::{App, Live},
     store::{Channel, Leased},
