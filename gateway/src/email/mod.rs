@@ -15,6 +15,7 @@ pub mod connect;
 pub mod engine;
 pub mod error;
 pub mod header;
+pub mod limits;
 pub mod message;
 pub mod session;
 pub mod tls;

@@ -124,7 +124,7 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
 /// A provider's number in E.164 when it can be: national numbers take the default
 /// country code, and bare international digits (`447911123456`, as several providers
 /// send them) get their `+`. An alphanumeric sender stays as it is.
-fn e164_or_as_given(number: &str, country: Option<crate::settings::CountryCode>) -> String {
+fn e164_or_as_given(number: &str, country: Option<super::country::CountryCode>) -> String {
     number::normalize(number, country)
         .or_else(|error| {
             let digits = number.trim();

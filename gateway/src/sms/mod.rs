@@ -1,10 +1,12 @@
 //! SMS: numbers ([`number`]), one send through a module ([`send`]), and the worker that
 //! delivers the queue ([`delivery`]).
 
+pub mod country;
 pub mod delivery;
 pub mod inbound;
 pub mod number;
 pub mod send;
+pub mod sender;
 
 use serde::{Deserialize, Serialize};
 

@@ -10,7 +10,7 @@ use std::fmt;
 
 use phonenumber::{country, metadata::DATABASE, Mode};
 
-use crate::settings::CountryCode;
+use super::country::CountryCode;
 
 /// A phone number in E.164 form (`+447911123456`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
