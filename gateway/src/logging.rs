@@ -9,8 +9,9 @@ use std::{
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// `log.format`: how each log line is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `log.format`: how each log line is written (`text` or `json` in the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One human-readable line per event.
     Text,

@@ -18,8 +18,9 @@ use subtle::ConstantTimeEq;
 use super::{auth_failures::AuthFailures, problem::Problem, ApiState};
 use crate::secret::Secret;
 
-/// What a token may do (`auth.tokens[].role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a token may do (`auth.tokens[].role`: `send` or `admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Sends and reads status.
     Send,

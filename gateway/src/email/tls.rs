@@ -17,8 +17,10 @@ use tokio::{
     net::TcpStream,
 };
 
-/// `email.tls`: how the connection to the SMTP server is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `email.tls`: how the connection to the SMTP server is secured. Read from the
+/// settings as `none`, `starttls` or `implicit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// Plain text (a relay on the same host or a trusted network).
     None,

@@ -8,6 +8,8 @@ use std::{
     time::Duration,
 };
 
+use figment::error::Kind;
+
 use super::{
     raw::{RawBlob, RawDuration, RawEmail, RawSettings, RawSms},
     shown::is_secret,
@@ -15,9 +17,8 @@ use super::{
     StorageSettings, StorageUrl,
 };
 use crate::{
-    api::{ApiToken, Role},
-    email::{limits::EmailLimits, tls::TlsMode},
-    logging::LogFormat,
+    api::ApiToken,
+    email::limits::EmailLimits,
     modules::ModuleName,
     retry::{RetryPolicy, RetryPolicyError},
     secret::Secret,
@@ -101,19 +102,9 @@ impl Settings {
                     format!("token #{} is shorter than 16 characters", i + 1),
                 ));
             }
-            let role = match token.role.as_str() {
-                "send" => Role::Send,
-                "admin" => Role::Admin,
-                other => {
-                    return Err(invalid(
-                        "auth.tokens",
-                        format!("token #{} has role `{other}`: use `send` or `admin`", i + 1),
-                    ))
-                }
-            };
             auth.push(ApiToken {
                 token: Secret::new(token.token),
-                role,
+                role: token.role,
             });
         }
 
@@ -134,11 +125,7 @@ impl Settings {
         };
 
         let log = LogSettings {
-            format: match raw.log.format.as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => return Err(invalid("log.format", format!("`{other}`: use `text` or `json`"))),
-            },
+            format: raw.log.format,
             level: raw.log.level,
         };
 
@@ -202,17 +189,6 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| invalid("email.port", format!("{} is not a TCP port", raw.port)))?;
-    let tls = match raw.tls.as_str() {
-        "none" => TlsMode::None,
-        "starttls" => TlsMode::StartTls,
-        "implicit" => TlsMode::Implicit,
-        other => {
-            return Err(invalid(
-                "email.tls",
-                format!("`{other}`: use `none`, `starttls` or `implicit`"),
-            ))
-        }
-    };
     if raw.host.trim().is_empty() {
         return Err(invalid("email.host", "cannot be empty"));
     }
@@ -248,7 +224,7 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
         port,
         username: raw.username,
         password: raw.password.map(Secret::new),
-        tls,
+        tls: raw.tls,
         check_address: raw.check_address,
         ca_file: raw.ca_file,
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
@@ -367,10 +343,16 @@ pub(super) fn read_error(error: figment::Error) -> String {
                 None => format!(" (from {})", md.name),
             })
             .unwrap_or_default();
-        let what = if secret {
-            "has a value of the wrong type".to_string()
-        } else {
-            e.kind.to_string()
+        let what = match &e.kind {
+            // A choice (`email.tls`, a token's `role`, `log.format`): say what would do,
+            // as the settings file spells it.
+            Kind::UnknownVariant(found, expected) if !secret => {
+                format!("`{found}` is not accepted: use {}", one_of(expected))
+            }
+            // These name a field, never carry a value: safe to show for a secret too.
+            Kind::MissingField(_) | Kind::UnknownField(..) | Kind::DuplicateField(_) => e.kind.to_string(),
+            _ if secret => "has a value of the wrong type".to_string(),
+            _ => e.kind.to_string(),
         };
         lines.push(if key.is_empty() {
             format!("{what}{source}")
@@ -379,4 +361,14 @@ pub(super) fn read_error(error: figment::Error) -> String {
         });
     }
     lines.join("; ")
+}
+
+/// `` `a` ``, `` `a` or `b` ``, `` `a`, `b` or `c` ``.
+fn one_of(choices: &[&str]) -> String {
+    let quoted: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+    match quoted.split_last() {
+        None => "nothing".to_string(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
 }

@@ -353,6 +353,28 @@ mod tests {
     }
 
     #[test]
+    fn a_choice_outside_its_values_names_the_key_and_the_accepted_values() {
+        let e = err("[email]\ntls = \"ssl\"");
+        assert!(
+            e.starts_with("email.tls: `ssl` is not accepted: use `none`, `starttls` or `implicit`"),
+            "{e}"
+        );
+        let e = err("[log]\nformat = \"yaml\"");
+        assert!(
+            e.starts_with("log.format: `yaml` is not accepted: use `text` or `json`"),
+            "{e}"
+        );
+        let e = err("[[auth.tokens]]\ntoken = \"token-secret-0123456789\"\nrole = \"root\"");
+        assert!(
+            e.starts_with("auth.tokens.0.role: `root` is not accepted: use `send` or `admin`"),
+            "{e}"
+        );
+        assert!(!e.contains("token-secret"), "{e}");
+        let s = Settings::from_toml("[email]\ntls = \"starttls\"\n[log]\nformat = \"json\"").unwrap();
+        assert_eq!((s.email.tls, s.log.format), (TlsMode::StartTls, LogFormat::Json));
+    }
+
+    #[test]
     fn the_packaged_example_is_valid_and_names_every_key() {
         let text = include_str!("../../../packaging/gateway.toml");
         Settings::from_toml(text).expect("packaging/gateway.toml is valid");

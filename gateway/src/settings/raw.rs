@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{api::Role, email::tls::TlsMode, logging::LogFormat};
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawSettings {
@@ -78,7 +80,7 @@ pub(super) struct RawEmail {
     pub(super) port: i64,
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
-    pub(super) tls: String,
+    pub(super) tls: TlsMode,
     pub(super) check_address: Option<String>,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) connect_timeout_ms: u64,
@@ -98,7 +100,7 @@ impl Default for RawEmail {
             port: 25,
             username: None,
             password: None,
-            tls: "none".into(),
+            tls: TlsMode::None,
             check_address: None,
             ca_file: None,
             connect_timeout_ms: 10_000,
@@ -182,21 +184,21 @@ impl Default for RawAuth {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawToken {
     pub(super) token: String,
-    pub(super) role: String,
+    pub(super) role: Role,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLog {
     pub(super) level: String,
-    pub(super) format: String,
+    pub(super) format: LogFormat,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         RawLog {
             level: "info".into(),
-            format: "text".into(),
+            format: LogFormat::Text,
         }
     }
 }

@@ -13,20 +13,26 @@ use serde::Serialize;
 use super::{Loaded, Settings, ENV_PREFIX};
 use crate::api::Role;
 
-/// Keys whose values are secrets: redacted wherever settings are shown.
+/// Keys whose values are secrets: redacted wherever settings are shown, and never
+/// echoed in an error. `*` stands for any position in a list.
 const SECRET_KEYS: &[&str] = &[
     "email.password",
     "sms.plugin_config",
-    "auth.tokens",
+    "auth.tokens.*.token",
     "storage.url",
 ];
 
-/// Whether the value at `key` (a dotted path, as figment names it) is or lies within
-/// a secret.
+/// Whether the value at `key` (a dotted path, as figment names it: `auth.tokens.0`)
+/// is a secret, lies within one, or is a list entry that holds one (the whole of
+/// `auth.tokens` is shown redacted, but a token's `role` may be named in an error).
 pub(super) fn is_secret(key: &str) -> bool {
-    SECRET_KEYS
-        .iter()
-        .any(|s| key == *s || key.strip_prefix(s).is_some_and(|rest| rest.starts_with('.')))
+    let key: Vec<&str> = key.split('.').collect();
+    SECRET_KEYS.iter().any(|secret| {
+        let secret: Vec<&str> = secret.split('.').collect();
+        // A key above the list itself (`auth`) is a section, not a secret.
+        let depth = secret.iter().position(|s| *s == "*").unwrap_or(secret.len());
+        key.len() >= depth && key.iter().zip(&secret).all(|(k, s)| *s == "*" || k == s)
+    })
 }
 
 /// One setting as `gateway config` and `GET /v1/admin/settings` show it.
