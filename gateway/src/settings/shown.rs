@@ -10,11 +10,12 @@ use figment::{
 };
 use serde::Serialize;
 
-use super::{Loaded, Settings, ENV_PREFIX};
-use crate::api::Role;
+use super::{Loaded, ENV_PREFIX};
 
-/// Keys whose values are secrets: redacted wherever settings are shown, and never
-/// echoed in an error. `*` stands for any position in a list.
+/// Keys whose values are secrets: the one list that the shown settings (`gateway
+/// config`, `GET /v1/admin/settings`), a reload's report of changed keys and the
+/// errors of a bad file all follow. `*` stands for any position in a list. A `Secret`
+/// field of [`Settings`](super::Settings) must have its key here; a test below checks.
 const SECRET_KEYS: &[&str] = &[
     "email.password",
     "sms.plugin_config",
@@ -46,33 +47,15 @@ pub struct Shown {
 
 impl Loaded {
     /// The keys whose values differ from `earlier`'s, secrets included: a secret is
-    /// compared, never shown.
+    /// compared, never shown (only its key is named).
     pub fn changed_since(&self, earlier: &Loaded) -> Vec<String> {
-        let (now, before) = (self.describe(), earlier.describe());
+        let (now, before) = (self.values(Redact::No), earlier.values(Redact::No));
         let mut keys: Vec<String> = now
             .keys()
             .chain(before.keys())
-            .filter(|key| !is_secret(key))
             .filter(|key| now.get(*key).map(|s| &s.value) != before.get(*key).map(|s| &s.value))
             .cloned()
             .collect();
-        let (a, b) = (&self.settings, &earlier.settings);
-        let tokens = |s: &Settings| -> Vec<(String, Role)> {
-            s.auth
-                .iter()
-                .map(|t| (t.token.expose().to_string(), t.role))
-                .collect()
-        };
-        for (key, differs) in [
-            ("email.password", a.email.password != b.email.password),
-            ("sms.plugin_config", a.sms.plugin_config != b.sms.plugin_config),
-            ("auth.tokens", tokens(a) != tokens(b)),
-            ("storage.url", a.storage.url != b.storage.url),
-        ] {
-            if differs {
-                keys.push(key.to_string());
-            }
-        }
         keys.sort();
         keys.dedup();
         keys
@@ -80,9 +63,15 @@ impl Loaded {
 
     /// Every setting with a value, secrets redacted, with where each came from.
     pub fn describe(&self) -> BTreeMap<String, Shown> {
+        self.values(Redact::Secrets)
+    }
+
+    /// Every setting with a value and its source; the values of [`SECRET_KEYS`]
+    /// replaced by `[redacted]` unless `redact` says not to (for comparing only).
+    fn values(&self, redact: Redact) -> BTreeMap<String, Shown> {
         let mut out = BTreeMap::new();
         if let Ok(dict) = self.figment.extract::<Dict>() {
-            self.walk("", &dict, &mut out);
+            self.walk("", &dict, redact, &mut out);
         }
         // The effective modules directory, even when it is the default.
         let modules_dir = out.entry("sms.modules_dir".to_string()).or_insert_with(|| Shown {
@@ -96,7 +85,7 @@ impl Loaded {
         out
     }
 
-    fn walk(&self, prefix: &str, dict: &Dict, out: &mut BTreeMap<String, Shown>) {
+    fn walk(&self, prefix: &str, dict: &Dict, redact: Redact, out: &mut BTreeMap<String, Shown>) {
         for (name, value) in dict {
             let key = if prefix.is_empty() {
                 name.clone()
@@ -104,10 +93,9 @@ impl Loaded {
                 format!("{prefix}.{name}")
             };
             match value {
-                Value::Dict(_, inner) if key != "sms.plugin_config" => self.walk(&key, inner, out),
+                Value::Dict(_, inner) if key != "sms.plugin_config" => self.walk(&key, inner, redact, out),
                 _ => {
-                    let secret = is_secret(&key);
-                    let shown = if secret {
+                    let shown = if redact == Redact::Secrets && is_secret(&key) {
                         serde_json::Value::String("[redacted]".into())
                     } else {
                         serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
@@ -131,8 +119,101 @@ impl Loaded {
     }
 }
 
+/// Whether [`Loaded::values`] hides the secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redact {
+    Secrets,
+    /// For [`Loaded::changed_since`], which compares values and shows only keys.
+    No,
+}
+
 /// The environment variable that set `key`, if one did.
 fn env_source(key: &str) -> Option<String> {
     let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
     std::env::var_os(&var).map(|_| format!("environment variable {var}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every secret the settings have, each set to a value containing `marker`.
+    const ALL_SECRETS: &str = "[storage]\nurl = \"postgres://marker-url@db/gateway\"\n\
+         [email]\nusername = \"u\"\npassword = \"marker-password\"\n\
+         [sms]\nplugin_config = \"marker-blob\"\n\
+         [[auth.tokens]]\ntoken = \"marker-token-0123456789\"\nrole = \"admin\"\n";
+
+    #[test]
+    fn every_secret_field_of_the_settings_is_redacted_where_settings_are_shown() {
+        let loaded = Loaded::from_toml(ALL_SECRETS).unwrap();
+        let shown = loaded.describe();
+        let text = serde_json::to_string(&shown).unwrap();
+        assert!(!text.contains("marker"), "a secret is shown: {text}");
+        // A `Secret` prints `[redacted]` in the checked settings' Debug, once per
+        // field; each must be a redacted key of the shown view. A `Secret` field
+        // added without its key in SECRET_KEYS is shown in the clear, and the counts
+        // part.
+        let secret_fields = format!("{:?}", loaded.settings).matches("[redacted]").count();
+        let redacted: Vec<&String> = shown
+            .iter()
+            .filter(|(_, s)| s.value == "[redacted]")
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(secret_fields, redacted.len(), "redacted keys: {redacted:?}");
+        assert_eq!(
+            redacted,
+            [
+                "auth.tokens",
+                "email.password",
+                "sms.plugin_config",
+                "storage.url"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reload_names_the_secret_keys_it_changes_but_never_their_values() {
+        let earlier = Loaded::from_toml(ALL_SECRETS).unwrap();
+        assert!(Loaded::from_toml(ALL_SECRETS)
+            .unwrap()
+            .changed_since(&earlier)
+            .is_empty());
+        let now =
+            Loaded::from_toml(&ALL_SECRETS.replace("marker", "other").replace("admin", "send")).unwrap();
+        let changed = now.changed_since(&earlier);
+        assert_eq!(
+            changed,
+            [
+                "auth.tokens",
+                "email.password",
+                "sms.plugin_config",
+                "storage.url"
+            ]
+        );
+        let role_only = Loaded::from_toml(&ALL_SECRETS.replace("admin", "send")).unwrap();
+        assert_eq!(role_only.changed_since(&earlier), ["auth.tokens"]);
+    }
+
+    #[test]
+    fn a_token_is_secret_but_its_role_and_its_section_are_not() {
+        for key in [
+            "auth.tokens",
+            "auth.tokens.0",
+            "auth.tokens.3.token",
+            "email.password",
+            "storage.url",
+        ] {
+            assert!(is_secret(key), "{key}");
+        }
+        for key in [
+            "",
+            "auth",
+            "auth.tokens.0.role",
+            "auth.max_failures",
+            "email",
+            "email.username",
+        ] {
+            assert!(!is_secret(key), "{key}");
+        }
+    }
 }
