@@ -16,6 +16,7 @@ mod raw;
 mod shown;
 
 use std::{
+    fmt,
     net::SocketAddr,
     num::NonZeroU32,
     path::{Path, PathBuf},
@@ -157,13 +158,24 @@ pub enum SettingsError {
 }
 
 /// Settings as loaded, with the figment they came from (for [`Loaded::describe`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Loaded {
     pub settings: Settings,
     /// The file the settings were read from, so that a reload reads it again; `None`
     /// for settings built in memory.
     pub source: Option<ConfigFile>,
+    /// Every value as read, secrets in the clear: never printed (see `Debug`).
     figment: Figment,
+}
+
+/// Without the figment, whose `Debug` prints every value read, secrets included.
+impl fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loaded")
+            .field("settings", &self.settings)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which settings file to read.
@@ -437,5 +449,18 @@ mod tests {
         }
         let e = err("[email]\npassword = 12345");
         assert!(!e.contains("12345"), "{e}");
+    }
+
+    #[test]
+    fn the_loaded_settings_debug_printed_every_secret_through_its_figment() {
+        let loaded = Loaded::from_toml(
+            "[email]\nusername = \"u\"\npassword = \"hunter2-secret\"\n[sms]\nplugin_config = \"blob-secret\"\n\
+             [[auth.tokens]]\ntoken = \"token-secret-0123456789\"\nrole = \"admin\"",
+        )
+        .unwrap();
+        let debug = format!("{loaded:?}");
+        for secret in ["hunter2-secret", "blob-secret", "token-secret-0123456789"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
     }
 }
