@@ -25,6 +25,7 @@ use crate::{
     sms::{country::CountryCode, sender::SenderId},
 };
 
+/// A value refused for `reason`, naming its key.
 pub(super) fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
     SettingsError::Invalid {
         key,
@@ -33,6 +34,8 @@ pub(super) fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsE
 }
 
 impl Settings {
+    /// Raw settings as checked ones, or the first refusal (a start or a reload stops
+    /// at it, so one message is enough).
     pub(super) fn check(raw: RawSettings) -> Result<Settings, SettingsError> {
         let server = ServerSettings {
             listen: raw.server.listen.parse().map_err(|_| {
