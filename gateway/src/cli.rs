@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
-    logging,
-    modules::{self, Module},
-    settings::{self, LogFormat, ModuleName},
+    logging::{self, LogFormat},
+    modules::{self, Module, ModuleName},
+    settings,
 };
 
 #[derive(Debug, Parser)]
@@ -206,19 +206,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = settings::config_file(cli.config.as_deref());
     let loaded =
         settings::load(&file).with_context(|| format!("settings refused ({})", file.path.display()))?;
-    let log_format = cli.log_format.map(|f| match f {
-        LogFormatArg::Text => LogFormat::Text,
-        LogFormatArg::Json => LogFormat::Json,
-    });
+    let log_format = match cli.log_format {
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => loaded.settings.log.format,
+    };
     match cli.command {
         Command::Serve => {
-            logging::init(&loaded.settings.log, log_format);
+            logging::init(&loaded.settings.log.level, log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(crate::server::serve(file, loaded))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckSmtp => {
-            logging::init(&loaded.settings.log, log_format);
+            logging::init(&loaded.settings.log.level, log_format);
             let email = &loaded.settings.email;
             let target = crate::email::connect::SmtpTarget::new(email)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -282,7 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Modules {
             command: ModulesCommand::Check { name },
         } => {
-            logging::init(&loaded.settings.log, log_format);
+            logging::init(&loaded.settings.log.level, log_format);
             let sms = &loaded.settings.sms;
             let name = match name {
                 Some(name) => ModuleName::new(&name).map_err(anyhow::Error::msg)?,

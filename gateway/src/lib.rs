@@ -13,6 +13,8 @@ pub mod logging;
 pub mod metrics;
 pub mod modules;
 pub mod purger;
+pub mod retry;
+pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod sms;

@@ -9,12 +9,21 @@ use std::{
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-use crate::settings::{LogFormat, LogSettings};
+/// `log.format`: how each log line is written (`text` or `json` in the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
 
 /// Installs the global subscriber, writing to stderr. Does nothing if one is set.
-pub fn init(settings: &LogSettings, format_override: Option<LogFormat>) {
+/// `level` is a `tracing` filter (`log.level`), which `RUST_LOG` overrides.
+pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = fmt()
         .with_env_filter(filter)
@@ -23,7 +32,7 @@ pub fn init(settings: &LogSettings, format_override: Option<LogFormat>) {
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR"),
         ));
-    let _ = match format_override.unwrap_or(settings.format) {
+    let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

@@ -15,10 +15,7 @@
 use std::{hint::black_box, time::Instant};
 
 use echo::Echo;
-use gateway::{
-    modules::{self, Module},
-    settings::ModuleName,
-};
+use gateway::modules::{self, Module, ModuleName};
 use plugin_api::{Host, OutboundSms, SmsModule};
 
 const ROUNDS: usize = 9;

@@ -5,8 +5,8 @@ use std::{path::Path, process::Command, time::Duration};
 
 use e2e::{build_dir, gateway_bin, modules_dir_with};
 use gateway::{
-    modules::{self, CallError, LoadError, Module},
-    settings::{ModuleName, Settings},
+    modules::{self, CallError, LoadError, Module, ModuleName},
+    settings::Settings,
 };
 use plugin_api::{ErrorKind, OutboundSms, Step};
 

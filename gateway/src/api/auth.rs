@@ -16,25 +16,42 @@ use axum::{
 use subtle::ConstantTimeEq;
 
 use super::{auth_failures::AuthFailures, problem::Problem, ApiState};
-use crate::settings::{ApiToken, Role};
+use crate::secret::Secret;
+
+/// What a token may do (`auth.tokens[].role`: `send` or `admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sends and reads status.
+    Send,
+    /// Does everything.
+    Admin,
+}
+
+/// A configured API token and its role.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub token: Secret,
+    pub role: Role,
+}
 
 /// The roles a route may need, as types, so that a signature states it.
 pub mod role {
     /// What a route needs of its caller's token.
     pub trait Needed: std::marker::Send + Sync + 'static {
-        const ROLE: crate::settings::Role;
+        const ROLE: super::Role;
     }
 
     /// Sends and reads status (`send` or `admin` tokens).
     pub struct Send;
     impl Needed for Send {
-        const ROLE: crate::settings::Role = crate::settings::Role::Send;
+        const ROLE: super::Role = super::Role::Send;
     }
 
     /// Admin endpoints (`admin` tokens).
     pub struct Admin;
     impl Needed for Admin {
-        const ROLE: crate::settings::Role = crate::settings::Role::Admin;
+        const ROLE: super::Role = super::Role::Admin;
     }
 }
 

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::{
     app::App,
-    settings::{SenderId, Settings},
-    sms::{number, SmsPayload},
+    settings::Settings,
+    sms::{number, sender::SenderId, SmsPayload},
     store::Channel,
 };
 

@@ -58,7 +58,7 @@ impl SmtpTarget {
         Ok(SmtpTarget {
             host: settings.host.clone(),
             port: settings.port,
-            security: Security::new(settings)?,
+            security: Security::new(settings.tls, &settings.host, settings.ca_file.as_deref())?,
             credentials,
             connect_timeout: settings.connect_timeout,
             command_timeout: settings.command_timeout,

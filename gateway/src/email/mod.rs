@@ -13,6 +13,7 @@ pub mod check;
 pub mod connect;
 pub mod error;
 pub mod header;
+pub mod limits;
 pub mod message;
 pub mod session;
 pub mod tls;

@@ -17,7 +17,18 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::settings::{EmailSettings, TlsMode};
+/// `email.tls`: how the connection to the SMTP server is secured. Read from the
+/// settings as `none`, `starttls` or `implicit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text (a relay on the same host or a trusted network).
+    None,
+    /// Plain, then upgraded with STARTTLS.
+    StartTls,
+    /// TLS from the first byte (usually port 465).
+    Implicit,
+}
 
 /// How a connection is secured.
 #[derive(Clone)]
@@ -38,10 +49,11 @@ pub(super) enum Security {
 pub struct TargetError(String);
 
 impl Security {
-    /// The security `settings.tls` asks for; the CA file is read here, not at every
-    /// connection.
-    pub(super) fn new(settings: &EmailSettings) -> Result<Security, TargetError> {
-        let ca_pem = match &settings.ca_file {
+    /// The security `email.tls` asks for, for a server named `host`, trusting
+    /// `ca_file` (`email.ca_file`) besides the system's roots; the CA file is read
+    /// here, not at every connection.
+    pub(super) fn new(tls: TlsMode, host: &str, ca_file: Option<&Path>) -> Result<Security, TargetError> {
+        let ca_pem = match ca_file {
             Some(path) => Some(
                 std::fs::read(path)
                     .map_err(|e| TargetError(format!("cannot read {}: {e}", path.display())))?,
@@ -51,11 +63,11 @@ impl Security {
         let no_certificate = |path: &Path, e: &dyn fmt::Display| {
             TargetError(format!("{} holds no PEM certificate: {e}", path.display()))
         };
-        Ok(match settings.tls {
+        Ok(match tls {
             TlsMode::None => Security::Plain,
             TlsMode::StartTls => {
-                let mut builder = TlsParameters::builder(settings.host.clone());
-                if let (Some(pem), Some(path)) = (&ca_pem, &settings.ca_file) {
+                let mut builder = TlsParameters::builder(host.to_string());
+                if let (Some(pem), Some(path)) = (&ca_pem, ca_file) {
                     let certificate = Certificate::from_pem(pem).map_err(|e| no_certificate(path, &e))?;
                     builder = builder.add_root_certificate(certificate);
                 }
@@ -64,7 +76,7 @@ impl Security {
             TlsMode::Implicit => {
                 let mut roots = rustls::RootCertStore::empty();
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                if let (Some(pem), Some(path)) = (&ca_pem, &settings.ca_file) {
+                if let (Some(pem), Some(path)) = (&ca_pem, ca_file) {
                     let certificates = CertificateDer::pem_slice_iter(pem)
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| no_certificate(path, &e))?;
@@ -82,10 +94,10 @@ impl Security {
                 .map_err(|e| TargetError(e.to_string()))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-                let name = ServerName::try_from(settings.host.clone()).map_err(|e| {
+                let name = ServerName::try_from(host.to_string()).map_err(|e| {
                     TargetError(format!(
                         "email.host `{}` cannot be checked against a certificate: {e}",
-                        settings.host
+                        host
                     ))
                 })?;
                 Security::Implicit {

@@ -22,7 +22,7 @@ use abi_stable::{
 use plugin_api::{Host, ModuleError, ModuleRootRef, Provider_TO, PLUGIN_API_VERSION};
 use sha2::{Digest, Sha256};
 
-use crate::settings::ModuleName;
+use super::name::ModuleName;
 
 /// The file name of module `name` on this platform: `libNAME.so`, `libNAME.dylib`,
 /// or `NAME.dll`.

@@ -8,7 +8,9 @@ pub mod host;
 pub mod http;
 pub mod loader;
 pub mod module;
+pub mod name;
 pub mod steps;
 
 pub use loader::{library_file_name, list_dir, load, Library, LoadError, ModuleInfo};
 pub use module::{CallError, Module};
+pub use name::ModuleName;

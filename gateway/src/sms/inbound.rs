@@ -127,8 +127,8 @@ pub async fn apply(app: &App, live: &Live, events: Vec<CallbackEvent_NE>) -> Res
 /// send them) get their `+`. An alphanumeric sender stays as it is.
 fn e164_or_as_given(
     number: &str,
-    country: Option<crate::settings::CountryCode>,
-    check: crate::settings::NumberCheck,
+    country: Option<super::country::CountryCode>,
+    check: number::NumberCheck,
 ) -> String {
     number::normalize(number, country, check)
         .or_else(|error| {

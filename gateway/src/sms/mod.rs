@@ -2,9 +2,11 @@
 //! tell the gateway ([`inbound`]). The worker that delivers the queue is in
 //! `crate::delivery::sms`.
 
+pub mod country;
 pub mod inbound;
 pub mod number;
 pub mod send;
+pub mod sender;
 
 use serde::{Deserialize, Serialize};
 

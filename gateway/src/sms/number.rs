@@ -15,7 +15,19 @@ use std::fmt;
 
 use phonenumber::{country, metadata::DATABASE, Mode, PhoneNumber};
 
-use crate::settings::{CountryCode, NumberCheck};
+use super::country::CountryCode;
+
+/// `sms.number_check`: how strictly a phone number is checked before it is accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberCheck {
+    /// In a range that libphonenumber's metadata knows as allocated.
+    #[default]
+    Valid,
+    /// Of a length its country's numbers can have, so that ranges allocated after the
+    /// metadata bundled with the gateway are accepted too.
+    Possible,
+}
 
 /// A phone number in E.164 form (`+447911123456`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
