@@ -20,3 +20,4 @@ pub mod settings;
 pub mod sms;
 pub mod store;
 pub mod time;
+pub mod token;

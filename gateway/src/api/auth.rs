@@ -16,24 +16,7 @@ use axum::{
 use subtle::ConstantTimeEq;
 
 use super::{auth_failures::AuthFailures, problem::Problem, ApiState};
-use crate::secret::Secret;
-
-/// What a token may do (`auth.tokens[].role`: `send` or `admin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Sends and reads status.
-    Send,
-    /// Does everything.
-    Admin,
-}
-
-/// A configured API token and its role.
-#[derive(Debug, Clone)]
-pub struct ApiToken {
-    pub token: Secret,
-    pub role: Role,
-}
+use crate::token::{ApiToken, Role};
 
 /// The roles a route may need, as types, so that a signature states it.
 pub mod role {

@@ -12,8 +12,6 @@ mod messages;
 pub mod problem;
 mod sms;
 
-pub use auth::{ApiToken, Role};
-
 use std::sync::Arc;
 
 use axum::{

@@ -8,11 +8,11 @@ use lettre::{
 };
 use serde::Serialize;
 
+use super::EmailSettings;
 use super::{
     connect::SmtpTarget,
     error::{reply_text, Stage},
 };
-use crate::settings::EmailSettings;
 
 /// One step of the check.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

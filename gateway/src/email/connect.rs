@@ -12,12 +12,12 @@ use lettre::transport::smtp::{
 };
 use tokio::net::TcpStream;
 
+use super::EmailSettings;
 use super::{
     error::{limit, reply_text, Severity, SmtpError, Stage},
     session::Session,
     tls::{ImplicitTls, Security, TargetError},
 };
-use crate::settings::EmailSettings;
 
 /// The server a gateway sends to, prepared once from the settings.
 #[derive(Clone)]

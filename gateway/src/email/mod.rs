@@ -17,3 +17,26 @@ pub mod limits;
 pub mod message;
 pub mod session;
 pub mod tls;
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::{retry::RetryPolicy, secret::Secret};
+use limits::EmailLimits;
+use tls::TlsMode;
+
+/// The `[email]` section, checked: the SMTP server, the two limits, and retries.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub limits: EmailLimits,
+    pub default_from: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: TlsMode,
+    pub check_address: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub retry: RetryPolicy,
+}

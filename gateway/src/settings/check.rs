@@ -17,12 +17,12 @@ use super::{
     StorageSettings, StorageUrl,
 };
 use crate::{
-    api::ApiToken,
     email::limits::EmailLimits,
     modules::ModuleName,
     retry::{RetryPolicy, RetryPolicyError},
     secret::Secret,
     sms::{country::CountryCode, sender::SenderId},
+    token::ApiToken,
 };
 
 /// A value refused for `reason`, naming its key.

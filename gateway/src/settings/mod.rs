@@ -29,15 +29,16 @@ use figment::{
 };
 
 pub use self::shown::Shown;
+pub use crate::email::EmailSettings;
+
 use self::{check::read_error, raw::RawSettings};
 use crate::{
-    api::ApiToken,
-    email::{limits::EmailLimits, tls::TlsMode},
     logging::LogFormat,
     modules::ModuleName,
     retry::RetryPolicy,
     secret::Secret,
     sms::{country::CountryCode, number::NumberCheck, sender::SenderId},
+    token::ApiToken,
 };
 
 /// The environment variable that names the settings file.
@@ -94,22 +95,6 @@ pub enum StorageUrl {
     Sqlite(PathBuf),
     /// `postgres://…`: a queue shared by several gateways (not yet supported).
     Postgres(Secret),
-}
-
-#[derive(Debug, Clone)]
-pub struct EmailSettings {
-    pub limits: EmailLimits,
-    pub default_from: Option<String>,
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub tls: TlsMode,
-    pub check_address: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    pub retry: RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +249,7 @@ mod tests {
     use figment::value::{Dict, Value};
 
     use super::*;
+    use crate::email::tls::TlsMode;
 
     fn err(toml: &str) -> String {
         Settings::from_toml(toml).unwrap_err().to_string()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{api::Role, email::tls::TlsMode, logging::LogFormat, sms::number::NumberCheck};
+use crate::{email::tls::TlsMode, logging::LogFormat, sms::number::NumberCheck, token::Role};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
