@@ -325,6 +325,18 @@ impl Api {
         (status, json_body(response).await)
     }
 
+    /// `GET /metrics`: the Prometheus text, as a scraper reads it.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("a text body")
+    }
+
     /// Polls a message until its status is one of `wanted` (or 20 s pass).
     pub async fn wait_status(&self, id: &str, wanted: &[&str]) -> serde_json::Value {
         let mut last = serde_json::Value::Null;

@@ -116,13 +116,7 @@ async fn a_report_sent_before_the_send_is_answered_ends_delivered() {
     assert_eq!(message["status"], "delivered", "{message}");
     assert_eq!(message["provider_id"], format!("VON-{id}"));
     assert_eq!(*report_answers.lock().unwrap(), [200]);
-    let metrics = api
-        .client
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains(r#"gateway_delivery_reports_held_total{module="http",status="delivered"} 1"#),
         "{metrics}"

@@ -62,13 +62,7 @@ async fn finished_messages_are_purged_after_the_retention() {
         "{kept}"
     );
 
-    let metrics = api
-        .client
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains(r#"gateway_purged_total{kind="messages"} 1"#),
         "{metrics}"
