@@ -80,6 +80,11 @@ async fn the_api_answers_every_generated_request_as_its_openapi_document_says() 
         "10",
         "--generation-database",
         "none",
+        // Hypothesis's own health check on how many generated ids its filters threw away
+        // (seen on GET /v1/mailings/{id} with some seeds while every case passed): a
+        // limit of the generator, not a disagreement between the API and its document.
+        "--suppress-health-check",
+        "filter_too_much",
         // What a provider callback accepts and answers is the loaded module's, not the
         // gateway's: the document can only say "any body, any status", so there is
         // nothing to check (tests/tests/callbacks.rs covers them per module).
