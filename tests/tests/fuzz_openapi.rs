@@ -80,11 +80,13 @@ async fn the_api_answers_every_generated_request_as_its_openapi_document_says() 
         "10",
         "--generation-database",
         "none",
-        // Hypothesis's own health check on how many generated ids its filters threw away
-        // (seen on GET /v1/mailings/{id} with some seeds while every case passed): a
-        // limit of the generator, not a disagreement between the API and its document.
+        // Hypothesis's health checks judge the generator, not the API: how many
+        // generated path ids its filters threw away (filter_too_much) and how long
+        // generating took (too_slow, which a busy 2-core CI machine trips on
+        // GET /v1/mailings/{id} while every case passes). Neither is a disagreement
+        // between the API and its document, and the time bound above already holds.
         "--suppress-health-check",
-        "filter_too_much",
+        "all",
         // What a provider callback accepts and answers is the loaded module's, not the
         // gateway's: the document can only say "any body, any status", so there is
         // nothing to check (tests/tests/callbacks.rs covers them per module).
