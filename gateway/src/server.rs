@@ -19,7 +19,7 @@ use crate::{
     purger,
     settings::{ConfigFile, Loaded, StorageUrl},
     sms,
-    store::{SqliteStore, Store},
+    store::{PostgresStore, SqliteStore, Store},
 };
 
 /// `gateway serve`: binds `server.listen` and runs until SIGTERM or Ctrl-C.
@@ -54,9 +54,9 @@ pub async fn open_store(url: &StorageUrl) -> anyhow::Result<Arc<dyn Store>> {
             }
             Ok(Arc::new(store))
         }
-        StorageUrl::Postgres(_) => {
-            anyhow::bail!("storage.url: PostgreSQL is not supported yet; use sqlite://PATH")
-        }
+        // Shared by a fleet: leases held now may be live gateways' own. A dead gateway's
+        // are released by its peers once its heartbeat stops.
+        StorageUrl::Postgres(url) => Ok(Arc::new(PostgresStore::connect(url.expose()).await?)),
     }
 }
 

@@ -31,6 +31,28 @@ impl Idempotency {
             body_digest: body_digest(body),
         }
     }
+
+    /// Whether this request is the one the key was first used for (on `endpoint`, with a
+    /// body digested as `digest`), so that what that request created, `created_id`, is
+    /// the answer. A key stored before bodies were digested (`None`) matches on its
+    /// endpoint alone.
+    pub fn repeats(
+        &self,
+        endpoint: String,
+        digest: Option<&str>,
+        created_id: String,
+    ) -> Result<String, super::StoreError> {
+        let same_endpoint = endpoint == self.endpoint;
+        let same_body = digest.is_none_or(|digest| digest == self.body_digest);
+        if same_endpoint && same_body {
+            Ok(created_id)
+        } else {
+            Err(super::StoreError::IdempotencyKeyReused {
+                endpoint,
+                same_endpoint,
+            })
+        }
+    }
 }
 
 /// SHA-256 (hex) of `body` serialised as compact JSON with its object keys sorted: the

@@ -32,9 +32,11 @@
 
 pub mod idempotency;
 pub mod lease;
+mod postgres;
 pub mod purge;
 pub mod report;
 mod sqlite;
+mod stored;
 
 use std::fmt;
 use std::str::FromStr;
@@ -42,6 +44,7 @@ use std::time::{Duration, SystemTime};
 
 pub use idempotency::Idempotency;
 pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
+pub use postgres::PostgresStore;
 pub use purge::{PurgeKind, Purged};
 pub use report::{DeliveryReport, ReportOutcome};
 pub use sqlite::SqliteStore;
@@ -384,6 +387,30 @@ pub struct MailingCounts {
     pub failed: u64,
 }
 
+impl MailingCounts {
+    /// A mailing of `total` messages, none counted yet.
+    pub fn new(total: u64) -> MailingCounts {
+        MailingCounts {
+            total,
+            queued: 0,
+            sending: 0,
+            sent: 0,
+            failed: 0,
+        }
+    }
+
+    /// Counts `count` more messages of `status`.
+    pub fn add(&mut self, status: Status, count: u64) {
+        let bucket = match status {
+            Status::Queued => &mut self.queued,
+            Status::Sending => &mut self.sending,
+            Status::Sent | Status::Delivered => &mut self.sent,
+            Status::Failed | Status::Undelivered => &mut self.failed,
+        };
+        *bucket += count;
+    }
+}
+
 /// Whether the store can take writes, for readiness checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct StoreHealth {
@@ -399,16 +426,17 @@ pub struct StoreHealth {
 /// an operator's log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be opened or prepared.
-    #[error("cannot open the queue store {path}: {cause}")]
-    Open { path: std::path::PathBuf, cause: String },
-    /// The file holds a newer schema than this gateway knows.
+    /// The database could not be opened or prepared. `store` names it: the SQLite file's
+    /// path, or the PostgreSQL URL without its password.
+    #[error("cannot open the queue store {store}: {cause}")]
+    Open { store: String, cause: String },
+    /// The database holds a newer schema than this gateway knows.
     #[error(
-        "the queue store {path} has schema version {found}, but this gateway knows only up to \
+        "the queue store {store} has schema version {found}, but this gateway knows only up to \
          {supported}: run a newer gateway"
     )]
     SchemaTooNew {
-        path: std::path::PathBuf,
+        store: String,
         found: i64,
         supported: i64,
     },

@@ -13,7 +13,7 @@
 //! sent (in the same transaction). A held report nobody claims is purged after
 //! `sms.report_hold`.
 
-use super::DeliveryStatus;
+use super::{DeliveryStatus, Status};
 
 /// A delivery report as a module parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,4 +36,12 @@ pub enum ReportOutcome {
     Applied { message_id: String },
     /// No message could take it yet: it is held until its send's outcome is recorded.
     Held,
+}
+
+impl Status {
+    /// Whether a delivery report may change a message of this status: its send's outcome
+    /// is recorded and it reached the provider. A later report replaces an earlier one.
+    pub fn takes_reports(self) -> bool {
+        matches!(self, Status::Sent | Status::Delivered | Status::Undelivered)
+    }
 }

@@ -20,18 +20,9 @@ pub(super) fn find(conn: &Connection, idempotency: &Idempotency) -> Result<Optio
                 .optional()
         })
         .map_err(database("look up an idempotency key"))?;
-    let Some((endpoint, digest, id)) = first else {
-        return Ok(None);
-    };
-    let same_endpoint = endpoint == idempotency.endpoint;
-    let same_body = digest.is_none_or(|digest| digest == idempotency.body_digest);
-    if same_endpoint && same_body {
-        Ok(Some(id))
-    } else {
-        Err(StoreError::IdempotencyKeyReused {
-            endpoint,
-            same_endpoint,
-        })
+    match first {
+        None => Ok(None),
+        Some((endpoint, digest, id)) => idempotency.repeats(endpoint, digest.as_deref(), id).map(Some),
     }
 }
 

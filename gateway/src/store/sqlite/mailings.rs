@@ -44,25 +44,16 @@ pub(super) fn mailing_counts(conn: &Connection, id: &str) -> rusqlite::Result<Op
         .query_row([id], |row| row.get(0))
         .optional()?;
     let Some(total) = total else { return Ok(None) };
-    let mut counts = MailingCounts {
-        total: u64::try_from(total).unwrap_or(0),
-        queued: 0,
-        sending: 0,
-        sent: 0,
-        failed: 0,
-    };
+    let mut counts = MailingCounts::new(u64::try_from(total).unwrap_or(0));
     let mut select =
         conn.prepare_cached("SELECT status, count(*) FROM messages WHERE mailing_id = ?1 GROUP BY status")?;
     let mut rows = select.query([id])?;
     while let Some(row) = rows.next()? {
         let status: String = row.get(0)?;
-        let count = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
-        match status.as_str() {
-            "queued" => counts.queued += count,
-            "sending" => counts.sending += count,
-            "sent" | "delivered" => counts.sent += count,
-            _ => counts.failed += count,
-        }
+        let status = status.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        counts.add(status, u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0));
     }
     Ok(Some(counts))
 }

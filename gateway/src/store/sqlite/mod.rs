@@ -64,7 +64,7 @@ impl SqliteStore {
     /// schema as needed.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let open_error = |cause: String| StoreError::Open {
-            path: path.to_path_buf(),
+            store: path.display().to_string(),
             cause,
         };
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {

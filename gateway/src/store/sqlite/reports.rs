@@ -7,10 +7,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::convert::database;
 use crate::store::{DeliveryReport, DeliveryStatus, ReportOutcome, Status, StoreError};
 
-/// Statuses a report may change: the send's outcome is recorded and it reached the
-/// provider. A later report replaces an earlier one.
-const REPORTABLE: [&str; 3] = ["sent", "delivered", "undelivered"];
-
 /// Applies `report` to its SMS, or holds it if there is none that can take it yet.
 pub(super) fn record(
     conn: &Connection,
@@ -49,7 +45,8 @@ pub(super) fn record(
             .map_err(&failed)?,
         (None, None) => None,
     };
-    if let Some((id, _)) = target.filter(|(_, status)| REPORTABLE.contains(&status.as_str())) {
+    let takes_reports = |status: &str| status.parse::<Status>().is_ok_and(Status::takes_reports);
+    if let Some((id, _)) = target.filter(|(_, status)| takes_reports(status)) {
         apply(conn, &id, report.status, report.detail.as_deref(), now)?;
         return Ok(ReportOutcome::Applied { message_id: id });
     }

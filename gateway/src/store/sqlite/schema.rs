@@ -48,7 +48,7 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), String> {
 /// Brings the file's schema up to [`SCHEMA_VERSION`]; refuses a file of a newer one.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let open_error = |e: rusqlite::Error| StoreError::Open {
-        path: path.to_path_buf(),
+        store: path.display().to_string(),
         cause: e.to_string(),
     };
     let found: i64 = conn
@@ -56,7 +56,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         .map_err(open_error)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
-            path: path.to_path_buf(),
+            store: path.display().to_string(),
             found,
             supported: SCHEMA_VERSION,
         });

@@ -1305,7 +1305,7 @@ fn opening_an_unusable_path_names_it() {
     let error = SqliteStore::open(&path).expect_err("a file stands where the directory should be");
 
     assert!(
-        matches!(&error, StoreError::Open { path: p, .. } if *p == path),
+        matches!(&error, StoreError::Open { store, .. } if *store == path.display().to_string()),
         "{error:?}"
     );
     assert!(error.to_string().contains(&path.display().to_string()), "{error}");
@@ -1326,7 +1326,7 @@ fn a_newer_schema_is_refused() {
     assert_eq!(
         error,
         StoreError::SchemaTooNew {
-            path,
+            store: path.display().to_string(),
             found: 99,
             supported: SCHEMA_VERSION
         }

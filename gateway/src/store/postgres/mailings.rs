@@ -1,0 +1,70 @@
+//! Mailings: one transaction stores the mailing and a message per recipient, the
+//! messages in one statement per thousand recipients.
+
+use deadpool_postgres::GenericClient;
+
+use super::messages::notify_queued;
+use super::{execute, idempotency, optional_row, rows, Attempt};
+use crate::store::stored::new_id;
+use crate::store::{Channel, Enqueued, Idempotency, MailingCounts, NewMailing};
+
+/// Recipients inserted per statement: one round trip each, however large the mailing.
+const RECIPIENTS_PER_STATEMENT: usize = 1000;
+
+pub(super) async fn insert(
+    db: &impl GenericClient,
+    mailing: &NewMailing,
+    idempotency: Option<&Idempotency>,
+) -> Attempt<Enqueued> {
+    let id = new_id();
+    if let Some(idempotency) = idempotency {
+        if let Some(first) = idempotency::claim(db, idempotency, &id).await? {
+            return Ok(Enqueued {
+                id: first,
+                created: false,
+            });
+        }
+    }
+    let total = i64::try_from(mailing.recipients.len()).unwrap_or(i64::MAX);
+    execute(
+        db,
+        "INSERT INTO mailings (id, payload, total, created_at) VALUES ($1, $2, $3, gateway_now())",
+        &[&id, &mailing.shared.to_string(), &total],
+    )
+    .await?;
+    for chunk in mailing.recipients.chunks(RECIPIENTS_PER_STATEMENT) {
+        let ids: Vec<String> = chunk.iter().map(|_| new_id()).collect();
+        let payloads: Vec<String> = chunk.iter().map(|recipient| recipient.to_string()).collect();
+        execute(
+            db,
+            "INSERT INTO messages
+                 (id, channel, status, payload, attempts, due_at, mailing_id, created_at, updated_at)
+             SELECT recipient.id, 'email', 'queued', recipient.payload, 0, gateway_now(), $3,
+                    gateway_now(), gateway_now()
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS recipient (id, payload, n)
+             ORDER BY recipient.n",
+            &[&ids, &payloads, &id],
+        )
+        .await?;
+    }
+    notify_queued(db, Channel::Email).await?;
+    Ok(Enqueued { id, created: true })
+}
+
+pub(super) async fn counts(db: &impl GenericClient, id: &str) -> Attempt<Option<MailingCounts>> {
+    let Some(total) = optional_row(db, "SELECT total FROM mailings WHERE id = $1", &[&id]).await? else {
+        return Ok(None);
+    };
+    let mut counts = MailingCounts::new(u64::try_from(total.get::<_, i64>(0)).unwrap_or(0));
+    for row in rows(
+        db,
+        "SELECT status, count(*) FROM messages WHERE mailing_id = $1 GROUP BY status",
+        &[&id],
+    )
+    .await?
+    {
+        let status: String = row.get(0);
+        counts.add(status.parse()?, u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
+    }
+    Ok(Some(counts))
+}
