@@ -84,6 +84,12 @@ pub struct App {
     pub email_queued: Notify,
     /// Woken when an inbound SMS waits to be forwarded.
     pub inbound_received: Notify,
+    /// Woken when a peer of the fleet gives back an SMTP slot.
+    pub smtp_slot_freed: Notify,
+    /// Woken after a reload, so that the fleet hears of new limits at once.
+    pub reloaded: Notify,
+    /// The fleet as the last heartbeat saw it (a shared store only).
+    pub fleet: crate::fleet::FleetView,
     /// This gateway's name on the leases it takes (unique per process), so that a
     /// graceful stop releases its own. Each lease also has a token of its own.
     pub gateway_id: String,
@@ -137,6 +143,9 @@ impl App {
             sms_queued: Notify::new(),
             email_queued: Notify::new(),
             inbound_received: Notify::new(),
+            smtp_slot_freed: Notify::new(),
+            reloaded: Notify::new(),
+            fleet: crate::fleet::FleetView::default(),
             gateway_id: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             loaded: tokio::sync::Mutex::new(loaded),
             metrics,
@@ -189,6 +198,7 @@ impl App {
         // Work waiting for the old settings may be due under the new ones.
         self.sms_queued.notify_one();
         self.email_queued.notify_one();
+        self.reloaded.notify_one();
         Ok(report)
     }
 }

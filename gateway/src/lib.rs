@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod delivery;
 pub mod email;
+pub mod fleet;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -72,6 +72,15 @@ pub struct Metrics {
     pub module_call_seconds: Family<CallLabels, Histogram>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub purged: Family<PurgeLabels, Counter>,
+    /// Gateways of the fleet alive at the last heartbeat, this one included.
+    pub fleet_gateways: Gauge,
+    settings_fingerprint: Family<FingerprintLabels, Gauge>,
+}
+
+/// The digest of the settings a fleet must share.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FingerprintLabels {
+    pub fingerprint: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -83,6 +92,23 @@ impl std::fmt::Debug for Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Shows `fingerprint` as the settings' digest, in place of any earlier one.
+    pub fn set_fingerprint(&self, fingerprint: &str) {
+        let labels = FingerprintLabels {
+            fingerprint: fingerprint.to_owned(),
+        };
+        if self
+            .settings_fingerprint
+            .get(&labels)
+            .is_none_or(|gauge| gauge.get() != 1)
+        {
+            self.settings_fingerprint.clear();
+            self.settings_fingerprint.get_or_create(&labels).set(1);
+        }
     }
 }
 
@@ -132,6 +158,19 @@ impl Metrics {
             "How long the oldest due message has waited",
             queue_oldest_due_seconds.clone(),
         );
+        let fleet_gateways = Gauge::default();
+        registry.register(
+            "fleet_gateways",
+            "Gateways sharing this store that were alive at the last heartbeat, this one included",
+            fleet_gateways.clone(),
+        );
+        let settings_fingerprint = Family::<FingerprintLabels, Gauge>::default();
+        registry.register(
+            "settings_fingerprint",
+            "1 for the digest of the settings a fleet must share (storage.url on PostgreSQL): \
+             gateways whose digests differ disagree on one of them",
+            settings_fingerprint.clone(),
+        );
         let smtp_connections_open = Gauge::default();
         registry.register(
             "smtp_connections_open",
@@ -176,6 +215,8 @@ impl Metrics {
             queue_due,
             queue_oldest_due_seconds,
             smtp_connections_open,
+            fleet_gateways,
+            settings_fingerprint,
             smtp_emails_per_connection,
             module_call_seconds,
             http_requests,

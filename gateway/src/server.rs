@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     app::{App, Live},
-    delivery, listener,
+    delivery, fleet, listener,
     metrics::Metrics,
     purger,
     settings::{ConfigFile, Loaded, StorageUrl},
@@ -81,6 +81,8 @@ pub async fn run(
     let smtp_engine = tokio::spawn(delivery::email::run(app.clone(), stop.child_token()));
     let forwarder = tokio::spawn(sms::inbound::forward(app.clone(), stop.child_token()));
     let purge = tokio::spawn(purger::run(app.clone(), stop.child_token()));
+    let heartbeat = tokio::spawn(fleet::run(app.clone(), stop.child_token()));
+    let wake_ups = tokio::spawn(fleet::wake_on_peers(app.clone(), stop.child_token()));
 
     let address = listener.local_addr().context("the listener has no address")?;
     let configured = app.live().settings.server.max_connections.get();
@@ -121,6 +123,8 @@ pub async fn run(
         let _ = smtp_engine.await;
         let _ = forwarder.await;
         let _ = purge.await;
+        let _ = heartbeat.await;
+        let _ = wake_ups.await;
     })
     .await;
     if finished.is_err() {
@@ -130,6 +134,11 @@ pub async fn run(
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "released leases of unfinished messages"),
         Err(error) => tracing::error!(%error, "cannot release leases; they will run out on their own"),
+    }
+    if let Some(fleet) = app.store.fleet() {
+        if let Err(error) = fleet.leave(&app.gateway_id).await {
+            tracing::error!(%error, "cannot leave the fleet; peers will notice this gateway is gone");
+        }
     }
     tracing::info!("stopped");
     Ok(())

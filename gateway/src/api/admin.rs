@@ -91,6 +91,9 @@ pub(super) struct SettingsView {
     /// Every setting by key, secrets redacted, with where it came from.
     settings: BTreeMap<String, Shown>,
     sms_module: ModuleInfo,
+    /// The fleet, on a shared store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<crate::fleet::FleetStatus>,
 }
 
 /// `GET /v1/admin/settings`: every setting in force, secrets redacted, with where
@@ -100,6 +103,7 @@ pub(super) async fn settings(State(app): State<Arc<App>>) -> Json<SettingsView> 
     Json(SettingsView {
         settings: live.shown.clone(),
         sms_module: live.module.info().clone(),
+        fleet: app.fleet.get(),
     })
 }
 

@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::connection_slot::ConnectionSlot;
 use super::email_batch as batch;
 use crate::{
     app::{App, Live},
@@ -21,8 +22,9 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// Runs until `stop` is cancelled, then lets the batches in flight finish.
 ///
-/// A semaphore of `connections()` permits bounds the connections open at once; a batch
-/// gives its permit back as soon as its connection is closed. The next batch is leased
+/// A semaphore of `connections()` permits bounds the connections open at once (in a
+/// fleet, with a slot of the fleet's as well); a batch gives its permit back as soon as
+/// its connection is closed. The next batch is leased
 /// while the engine waits for a permit, so a connection that closes is followed at
 /// once by the next one.
 pub async fn run(app: Arc<App>, stop: CancellationToken) {
@@ -67,12 +69,12 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             },
         };
         let semaphore = slots.as_ref().expect("set above").1.clone();
-        let permit = tokio::select! {
-            // Stopping with a batch in hand: its leases are released with the others.
-            _ = stop.cancelled() => break,
-            permit = semaphore.acquire_owned() => permit.expect("the semaphore is never closed"),
+        let hold_for = batch_lease(&batch_live);
+        // Stopping with a batch in hand: its leases are released with the others.
+        let Some(slot) = ConnectionSlot::take(&app, &batch_live, semaphore, hold_for, &stop).await else {
+            break;
         };
-        batches.spawn(batch::deliver(app.clone(), batch_live, leased, permit));
+        batches.spawn(batch::deliver(app.clone(), batch_live, leased, slot));
         // Lease the next batch now, while this one connects.
         if !stop.is_cancelled() {
             if let Ok(leased) = lease_batch(&app, &live).await {
@@ -85,12 +87,18 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
     while batches.join_next().await.is_some() {}
 }
 
-/// Leases one connection's batch, for long enough that every command of it may time out.
-async fn lease_batch(app: &App, live: &Live) -> Result<Vec<Leased>, crate::store::StoreError> {
+/// How long one connection's batch is leased: long enough that every command of it
+/// may time out.
+fn batch_lease(live: &Live) -> Duration {
     let email = &live.settings.email;
     let batch = email.limits.batch_size();
-    let lease_for = email.connect_timeout + email.command_timeout * (4 + 4 * batch) + Duration::from_secs(30);
+    email.connect_timeout + email.command_timeout * (4 + 4 * batch) + Duration::from_secs(30)
+}
+
+/// Leases one connection's batch.
+async fn lease_batch(app: &App, live: &Live) -> Result<Vec<Leased>, crate::store::StoreError> {
+    let batch = live.settings.email.limits.batch_size();
     app.store
-        .lease(Channel::Email, batch as usize, &app.gateway_id, lease_for)
+        .lease(Channel::Email, batch as usize, &app.gateway_id, batch_lease(live))
         .await
 }

@@ -12,10 +12,11 @@
 
 use std::{collections::VecDeque, sync::Arc, time::SystemTime};
 
-use tokio::{sync::OwnedSemaphorePermit, task::JoinSet};
+use tokio::task::JoinSet;
 
 use lettre::address::Envelope;
 
+use super::connection_slot::ConnectionSlot;
 use crate::email::{
     error::{reply_text, Severity, SmtpError, Stage},
     message::{build, EmailPayload, MailingRecipient, MailingShared},
@@ -84,10 +85,10 @@ struct Ready {
 /// `connection` is the engine's permission to hold one connection open: it is given
 /// back as soon as this batch's connection is closed, so the next batch can connect
 /// while the last outcomes are written.
-pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>, connection: OwnedSemaphorePermit) {
+pub async fn deliver(app: Arc<App>, live: Arc<Live>, batch: Vec<Leased>, connection: ConnectionSlot) {
     let mut outcomes = Outcomes::new(&app);
     send_batch(&app, &live, batch, &mut outcomes).await;
-    drop(connection);
+    connection.give_back(&app).await;
     // The batch ends only once every outcome is durable, so a graceful stop never
     // releases an e-mail that was sent.
     outcomes.written().await;

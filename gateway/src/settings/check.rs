@@ -82,6 +82,9 @@ impl Settings {
             }
             StorageUrl::Sqlite(PathBuf::from(path))
         } else if raw.storage.url.starts_with("postgres://") || raw.storage.url.starts_with("postgresql://") {
+            if let Err(error) = raw.storage.url.parse::<tokio_postgres::Config>() {
+                return Err(invalid("storage.url", format!("not a PostgreSQL URL: {error}")));
+            }
             StorageUrl::Postgres(Secret::new(raw.storage.url))
         } else {
             return Err(invalid(
@@ -92,7 +95,14 @@ impl Settings {
         let storage = StorageSettings {
             url,
             retention: raw.storage.retention.check("storage.retention")?,
+            dead_after: raw.storage.dead_after.check("storage.dead_after")?,
         };
+        if storage.dead_after < Duration::from_secs(1) {
+            return Err(invalid(
+                "storage.dead_after",
+                "must be at least 1s: gateways beat three times as often",
+            ));
+        }
 
         let email = check_email(raw.email)?;
         let sms = check_sms(raw.sms)?;

@@ -86,6 +86,16 @@ pub struct StorageSettings {
     pub url: StorageUrl,
     /// How long finished messages, mailings, inbound SMS and idempotency keys are kept.
     pub retention: Duration,
+    /// A fleet's gateway whose heartbeat is older than this is dead: its peers end its
+    /// leases and free its SMTP slots. Gateways beat three times as often.
+    pub dead_after: Duration,
+}
+
+impl StorageSettings {
+    /// How often a gateway of a fleet writes its heartbeat.
+    pub fn heartbeat_every(&self) -> Duration {
+        self.dead_after / 3
+    }
 }
 
 /// Where messages are stored.
@@ -93,7 +103,7 @@ pub struct StorageSettings {
 pub enum StorageUrl {
     /// `sqlite://PATH`: the embedded store.
     Sqlite(PathBuf),
-    /// `postgres://…`: a queue shared by several gateways (not yet supported).
+    /// `postgres://…`: a queue shared by several gateways.
     Postgres(Secret),
 }
 

@@ -50,6 +50,7 @@ impl Default for RawServer {
 pub(super) struct RawStorage {
     pub(super) url: String,
     pub(super) retention: RawDuration,
+    pub(super) dead_after: RawDuration,
 }
 
 impl Default for RawStorage {
@@ -57,6 +58,7 @@ impl Default for RawStorage {
         RawStorage {
             url: "sqlite://data/gateway.db".into(),
             retention: RawDuration::Text("30d".into()),
+            dead_after: RawDuration::Text("30s".into()),
         }
     }
 }

@@ -30,8 +30,10 @@
 //! - **What this is not.** The store does not interpret payloads (JSON the API and the
 //!   workers agree on), compute backoff, or decide when to purge.
 
+pub mod fleet;
 pub mod idempotency;
 pub mod lease;
+pub mod migrate;
 mod postgres;
 pub mod purge;
 pub mod report;
@@ -42,6 +44,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+pub use fleet::{Fleet, FleetEvent};
 pub use idempotency::Idempotency;
 pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
 pub use postgres::PostgresStore;
@@ -106,6 +109,12 @@ pub trait Store: Send + Sync + 'static {
     /// `queued` and due now, and the attempt they were counted for is uncounted, since it
     /// never happened. Returns how many were released.
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// The fleet this store is shared by, if several gateways can share it
+    /// (PostgreSQL); `None` for a store only one gateway uses (SQLite).
+    fn fleet(&self) -> Option<&dyn Fleet> {
+        None
+    }
 
     /// Whether the store can take writes now: what `GET /readyz` reports.
     fn health(&self) -> StoreHealth;

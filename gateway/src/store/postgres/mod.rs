@@ -23,8 +23,10 @@
 //! The SQL lives beside the concept it serves, as in the SQLite store: [`messages`],
 //! [`mailings`], [`reports`], [`idempotency`], [`inbound`], [`purge`], [`schema`].
 
+mod fleet;
 mod idempotency;
 mod inbound;
+mod listener;
 mod mailings;
 mod messages;
 mod purge;
@@ -37,16 +39,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use tokio_util::sync::CancellationToken;
 
+use super::fleet::{Buried, Heartbeat, Peer, SmtpSlot};
 use super::stored::{millis, unix_millis};
 use super::{
-    Channel, DeliveryReport, Enqueued, Idempotency, InboundRecord, Leased, MailingCounts, MessageRecord,
-    NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome, Settlement, Store,
-    StoreError, StoreHealth,
+    Channel, DeliveryReport, Enqueued, Fleet, FleetEvent, Idempotency, InboundRecord, Leased, MailingCounts,
+    MessageRecord, NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome,
+    Settlement, Store, StoreError, StoreHealth,
 };
 
 /// Connections each gateway keeps to the database at most. Every API request and every
@@ -63,6 +67,8 @@ const CONFLICT_RETRIES: u32 = 5;
 /// The queue in a PostgreSQL database that any number of gateways share.
 pub struct PostgresStore {
     pool: Pool,
+    /// What the listener hears from other gateways.
+    events: broadcast::Sender<FleetEvent>,
     /// The database as logs may show it: the URL without its password.
     name: String,
     state: Arc<State>,
@@ -151,7 +157,7 @@ impl Failure {
 }
 
 /// The database's own message, with its detail when it gives one.
-fn describe(error: &tokio_postgres::Error) -> String {
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),
@@ -182,7 +188,7 @@ impl PostgresStore {
             ));
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -198,16 +204,33 @@ impl PostgresStore {
         let mut client = pool.get().await.map_err(|e| open_error(e.to_string()))?;
         schema::migrate(&mut client, &name).await?;
         drop(client);
+        let state = Arc::new(State::default());
+        let (events, _) = broadcast::channel(64);
+        tokio::spawn(listener::run(
+            config,
+            name.clone(),
+            events.clone(),
+            state.closed.clone(),
+        ));
         Ok(PostgresStore {
             pool,
+            events,
             name,
-            state: Arc::new(State::default()),
+            state,
         })
     }
 
     /// The database as logs show it: its URL without the password.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A connection of the pool, for work beside the queue's (the migration's copy).
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Failure::from(e).into_store_error("get a database connection"))
     }
 
     /// Runs `attempt` (one transaction on a connection of the pool) until it succeeds,
@@ -438,6 +461,10 @@ impl Store for PostgresStore {
         .await
     }
 
+    fn fleet(&self) -> Option<&dyn Fleet> {
+        Some(self)
+    }
+
     fn health(&self) -> StoreHealth {
         StoreHealth {
             writable: !self.state.unwritable.load(Ordering::Relaxed),
@@ -550,5 +577,79 @@ impl Store for PostgresStore {
             Ok(inbound::forward_retry(&client, id, due_at, error).await?)
         })
         .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Fleet for PostgresStore {
+    async fn salt(&self) -> Result<String, StoreError> {
+        self.run("read the fleet's salt", |client| async move {
+            Ok(one_row(&client, "SELECT salt FROM fleet", &[]).await?.get(0))
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat, dead_after: Duration) -> Result<Vec<Peer>, StoreError> {
+        let dead_after = millis(dead_after);
+        self.run("write a heartbeat", |client| async move {
+            fleet::heartbeat(&client, beat, dead_after).await
+        })
+        .await
+    }
+
+    async fn bury_dead(&self, dead_after: Duration) -> Result<Buried, StoreError> {
+        let dead_after = millis(dead_after);
+        self.run("release dead gateways' work", move |mut client| async move {
+            let tx = client.transaction().await?;
+            let buried = fleet::bury_dead(&tx, dead_after).await?;
+            tx.commit().await?;
+            Ok(buried)
+        })
+        .await
+    }
+
+    async fn leave(&self, gateway: &str) -> Result<(), StoreError> {
+        self.run("leave the fleet", move |mut client| async move {
+            let tx = client.transaction().await?;
+            fleet::leave(&tx, gateway).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_smtp_slot(
+        &self,
+        gateway: &str,
+        connections: u32,
+        hold_for: Duration,
+        dead_after: Duration,
+    ) -> Result<Option<SmtpSlot>, StoreError> {
+        let (hold_for, dead_after) = (millis(hold_for), millis(dead_after));
+        self.run("take an SMTP slot", move |mut client| async move {
+            let tx = client.transaction().await?;
+            let slot = fleet::take_smtp_slot(&tx, gateway, connections, hold_for, dead_after).await?;
+            tx.commit().await?;
+            Ok(slot)
+        })
+        .await
+    }
+
+    async fn give_back_smtp_slot(&self, slot: &SmtpSlot) -> Result<(), StoreError> {
+        self.run("give back an SMTP slot", |client| async move {
+            fleet::give_back_smtp_slot(&client, slot).await
+        })
+        .await
+    }
+
+    async fn smtp_slots_held(&self) -> Result<u64, StoreError> {
+        self.run("count SMTP slots", |client| async move {
+            fleet::smtp_slots_held(&client).await
+        })
+        .await
+    }
+
+    fn events(&self) -> broadcast::Receiver<FleetEvent> {
+        self.events.subscribe()
     }
 }

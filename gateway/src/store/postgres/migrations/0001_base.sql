@@ -116,3 +116,31 @@ CREATE TABLE idempotency_keys (
 );
 
 CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+
+-- The fleet: one row per running gateway, written with each heartbeat. A row older than
+-- storage.dead_after is a dead gateway's: a peer ends its leases and frees its slots.
+CREATE TABLE gateways (
+    id               TEXT NOT NULL PRIMARY KEY,
+    started_at       BIGINT NOT NULL,
+    heartbeat_at     BIGINT NOT NULL,
+    -- Its own SMTP connection limit: the fleet uses the smallest while limits change.
+    smtp_connections INTEGER NOT NULL CHECK (smtp_connections > 0),
+    -- JSON: each setting the fleet must agree on, digested (never a value).
+    fingerprint      TEXT NOT NULL
+);
+
+-- The fleet's SMTP connection slots: a connection is open only under a held slot whose
+-- number is below the limit. A hold runs out at expires_at, or when its gateway dies.
+CREATE TABLE smtp_slots (
+    slot       INTEGER NOT NULL PRIMARY KEY CHECK (slot >= 0),
+    holder     TEXT,
+    token      TEXT,
+    expires_at BIGINT,
+    CHECK ((holder IS NULL) = (token IS NULL) AND (holder IS NULL) = (expires_at IS NULL))
+);
+
+-- One row: a random salt the fleet's settings fingerprints are digested with, so that
+-- a fingerprint shown in /metrics cannot be tested against guessed secrets without
+-- access to this database.
+CREATE TABLE fleet (salt TEXT NOT NULL);
+INSERT INTO fleet (salt) VALUES (replace(gen_random_uuid()::text, '-', ''));
