@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::{
     logging::{self, LogFormat},
     modules::{self, Module, ModuleName},
-    settings,
+    settings::{self, StorageUrl},
 };
 
 #[derive(Debug, Parser)]
@@ -84,6 +84,11 @@ enum Command {
     /// Check the SMTP connection: connect, TLS, AUTH, MAIL FROM email.default_from,
     /// RCPT TO email.check_address, RSET, QUIT; nothing is sent.
     CheckSmtp,
+    /// Work on the queue store of storage.url.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Print the settings in force (secrets redacted) and where each came from.
     Config {
         /// Print JSON instead of a table.
@@ -101,6 +106,17 @@ struct ApiArgs {
     /// A bearer token of the gateway (auth.tokens)
     #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true, default_value = "")]
     token: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy this gateway's SQLite queue (storage.url) into an empty PostgreSQL database,
+    /// for a fleet; stop the gateway first, then point storage.url at the new database.
+    Migrate {
+        /// The PostgreSQL database: postgres://USER:PASSWORD@HOST:PORT/NAME
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +261,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Modules {
             command: ModulesCommand::Conformance { .. },
         } => unreachable!("handled above"),
+        Command::Store {
+            command: StoreCommand::Migrate { to },
+        } => {
+            let StorageUrl::Sqlite(from) = &loaded.settings.storage.url else {
+                anyhow::bail!("storage.url is not a SQLite file: there is nothing to migrate from");
+            };
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let copied = runtime.block_on(crate::store::migrate::sqlite_to_postgres(from, &to))?;
+            println!(
+                "copied {} into the PostgreSQL database: {} messages, {} mailings, {} inbound SMS, \
+                 {} held delivery reports, {} idempotency keys",
+                from.display(),
+                copied.messages,
+                copied.mailings,
+                copied.inbound,
+                copied.held_reports,
+                copied.idempotency_keys
+            );
+            println!("now set storage.url to that database and start the gateway");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config { json } => {
             let shown = loaded.describe();
             if json {
