@@ -205,7 +205,8 @@ fn try_start() -> Result<Server, String> {
     if !output.status.success() {
         let _ = std::fs::remove_dir_all(&dir);
         panic!(
-            "initdb failed for the test PostgreSQL server: {}{}",
+            "initdb failed for the test PostgreSQL server in {}: {}{}",
+            data.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -224,10 +225,11 @@ fn try_start() -> Result<Server, String> {
         .arg(format!("unix_socket_directories={}", dir.display()))
         // Fleet tests run three gateways, each with its own connection pool, on it.
         .args(["-c", "max_connections=300"])
-        // Tests only: a server that loses its files in a power cut loses nothing a test
-        // needs, and skipping fsync keeps a suite of many small databases fast on a
-        // shared machine. The stores' commits are still synchronous (`synchronous_commit`
-        // stays on), so what a test sees of durability is what production sees.
+        // Tests only: fsync guards against a power cut or a kernel crash, which no test
+        // makes, and skipping it keeps a suite of many small databases fast on a shared
+        // machine. A commit still waits for its WAL to reach the kernel
+        // (`synchronous_commit` stays on), so a killed gateway or server loses nothing
+        // committed, as in production.
         .args(["-c", "fsync=off"])
         .current_dir(&dir)
         .stdin(Stdio::piped())
@@ -264,10 +266,15 @@ fn try_start() -> Result<Server, String> {
     Ok(server)
 }
 
-/// False once the log says PostgreSQL gave up starting.
+/// False once the log says PostgreSQL gave up starting. The connections refused while
+/// it starts are logged as FATAL too; those are no reason to give up.
 fn server_may_come_up(server: &Server) -> bool {
-    let log = server.log();
-    !(log.contains("FATAL") || log.contains("PANIC") || log.contains("could not create any TCP/IP"))
+    !server.log().lines().any(|line| {
+        line.contains("PANIC:")
+            || (line.contains("FATAL:")
+                && !line.contains("is starting up")
+                && !line.contains("not yet accepting connections"))
+    })
 }
 
 /// `program`, run as the server's OS user when this process is root.
