@@ -483,4 +483,5 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+pub mod postgres;
 pub mod smtp;
