@@ -424,6 +424,23 @@ mod tests {
     }
 
     #[test]
+    fn dead_after_has_a_default_and_a_floor_and_a_postgres_url_is_checked_without_echoing_it() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.storage.dead_after, Duration::from_secs(30));
+        assert_eq!(s.storage.heartbeat_every(), Duration::from_secs(10));
+        let s = Settings::from_toml("[storage]\ndead_after = \"3s\"").unwrap();
+        assert_eq!(s.storage.dead_after, Duration::from_secs(3));
+        let e = err("[storage]\ndead_after = 500");
+        assert!(e.starts_with("storage.dead_after: must be at least 1s"), "{e}");
+
+        let s = Settings::from_toml("[storage]\nurl = \"postgres://gw:pw@db:5432/gateway\"").unwrap();
+        assert!(matches!(s.storage.url, StorageUrl::Postgres(_)));
+        let e = err("[storage]\nurl = \"postgres://gw:hunter2@db:notaport/gateway\"");
+        assert!(e.starts_with("storage.url: not a PostgreSQL URL"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn connection_limits_have_defaults_and_a_bad_one_names_its_key() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
