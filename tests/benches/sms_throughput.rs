@@ -1,7 +1,8 @@
 //! `POST /v1/sms` under load: accepted per second (202s) and delivered per second
 //! (lines in the `file` module's output), p50/p99 latency and the gateway's peak RSS,
-//! with 20 and 64 concurrent keep-alive clients and the durable SQLite store; printed
-//! beside two references measured in the same run:
+//! with 20 and 64 concurrent keep-alive clients, for one gateway on its durable SQLite
+//! store, one on PostgreSQL, and three sharing one PostgreSQL (the load split evenly,
+//! one ab per gateway); printed beside two references measured in the same run:
 //!
 //! - a bare HTTP handler (axum on hyper, in this process) that answers 202 without
 //!   storing anything: the ceiling of the HTTP layer with this client on this machine;
@@ -123,41 +124,112 @@ struct Row {
     rss_mb: Option<f64>,
 }
 
-fn measure_gateway(runtime: &tokio::runtime::Runtime, body: &Path, n: usize, c: usize, reps: usize) -> Row {
+/// Where the gateways under measure keep their queue.
+#[derive(Debug, Clone, Copy)]
+enum Fleet {
+    /// One gateway on its embedded SQLite file.
+    Sqlite,
+    /// `n` gateways sharing one PostgreSQL database, the load spread evenly over them.
+    Postgres(usize),
+}
+
+impl Fleet {
+    fn gateways(self) -> usize {
+        match self {
+            Fleet::Sqlite => 1,
+            Fleet::Postgres(n) => n,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Fleet::Sqlite => "gateway, SQLite durable".into(),
+            Fleet::Postgres(1) => "gateway, PostgreSQL durable".into(),
+            Fleet::Postgres(n) => format!("{n} gateways, one PostgreSQL"),
+        }
+    }
+}
+
+fn measure_gateway(
+    runtime: &tokio::runtime::Runtime,
+    fleet: Fleet,
+    body: &Path,
+    n: usize,
+    c: usize,
+    reps: usize,
+) -> Row {
     let mut accepted = Vec::new();
     let mut delivered = Vec::new();
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
     let mut rss = 0;
+    let per_gateway = n / fleet.gateways();
     for _ in 0..reps {
-        let config = TestConfig::new("file", None, "", "[log]\nlevel = \"warn\"");
-        let gateway = runtime.block_on(GatewayProcess::start(&config));
-        let sms_file = config.sms_file();
+        let database = matches!(fleet, Fleet::Postgres(_)).then(e2e::postgres::database);
+        let on_store = |config: TestConfig| match &database {
+            Some(url) => config.with_storage_url(url),
+            None => config,
+        };
+        let first = on_store(TestConfig::new("file", None, "", "[log]\nlevel = \"warn\""));
+        let sms_file = first.sms_file();
+        // Every gateway of a fleet appends to the first one's output file.
+        let blob = serde_json::json!({ "path": sms_file }).to_string();
+        let mut configs = vec![first];
+        configs.extend((1..fleet.gateways()).map(|_| {
+            on_store(TestConfig::new(
+                "file",
+                Some(&blob),
+                "",
+                "[log]\nlevel = \"warn\"",
+            ))
+        }));
+        let gateways: Vec<GatewayProcess> = configs
+            .iter()
+            .map(|config| runtime.block_on(GatewayProcess::start(config)))
+            .collect();
         let started = Instant::now();
-        let run = run_ab(&format!("{}/v1/sms", gateway.url), body, n, c);
-        assert_eq!(
-            run.failed + run.non_2xx,
-            0,
-            "gateway: failed or non-2xx answers: {run:?}"
-        );
+        // One ab per gateway, at once, each with its share of the clients.
+        let runs: Vec<AbRun> = std::thread::scope(|scope| {
+            let handles: Vec<_> = gateways
+                .iter()
+                .map(|gateway| {
+                    let url = format!("{}/v1/sms", gateway.url);
+                    scope.spawn(move || run_ab(&url, body, per_gateway, (c / fleet.gateways()).max(1)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("ab thread"))
+                .collect()
+        });
+        for run in &runs {
+            assert_eq!(
+                run.failed + run.non_2xx,
+                0,
+                "gateway: failed or non-2xx answers: {run:?}"
+            );
+        }
+        let total = per_gateway * fleet.gateways();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while line_count(&sms_file) < n {
+        while line_count(&sms_file) < total {
             assert!(
                 Instant::now() < deadline,
-                "only {} of {n} delivered",
+                "only {} of {total} delivered",
                 line_count(&sms_file)
             );
             std::thread::sleep(Duration::from_millis(2));
         }
         let delivered_in = started.elapsed();
-        rss = rss.max(peak_rss_kb(gateway.child.id()));
-        accepted.push(run.rps);
-        delivered.push(n as f64 / delivered_in.as_secs_f64());
-        p50.push(run.p50_ms);
-        p99.push(run.p99_ms);
+        for gateway in &gateways {
+            rss = rss.max(peak_rss_kb(gateway.child.id()));
+        }
+        accepted.push(runs.iter().map(|r| r.rps).sum());
+        delivered.push(total as f64 / delivered_in.as_secs_f64());
+        p50.push(median(runs.iter().map(|r| r.p50_ms).collect()));
+        p99.push(runs.iter().map(|r| r.p99_ms).fold(0.0, f64::max));
     }
     Row {
-        name: format!("gateway, SQLite durable (c={c})"),
+        name: format!("{} (c={c})", fleet.name()),
         accepted: median(accepted),
         delivered: Some(median(delivered)),
         p50: median(p50),
@@ -236,6 +308,8 @@ fn main() {
     let kannel = std::env::var("KANNEL").map(|v| v != "0").unwrap_or(true);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _ = e2e::build_dir();
+    // PostgreSQL as production runs it: every commit flushed to disk, as SQLite's are.
+    std::env::set_var("E2E_POSTGRES_FSYNC", "on");
 
     let mut rows = Vec::new();
     for c in [20, 64] {
@@ -253,7 +327,9 @@ fn main() {
         )
         .unwrap();
         rows.push(measure_bare(&runtime, &body, n, c, reps));
-        rows.push(measure_gateway(&runtime, &body, n, c, reps));
+        for fleet in [Fleet::Sqlite, Fleet::Postgres(1), Fleet::Postgres(3)] {
+            rows.push(measure_gateway(&runtime, fleet, &body, n, c, reps));
+        }
     }
 
     println!();
@@ -282,7 +358,9 @@ fn main() {
             rows.iter()
                 .find(|r| r.name.starts_with(prefix) && r.name.ends_with(&format!("(c={c})")))
         };
-        if let (Some(ours), Some(kannel)) = (find("gateway"), find("Kannel 1.4.5 sendsms, store=spool")) {
+        if let (Some(ours), Some(kannel)) =
+            (find("gateway, SQLite"), find("Kannel 1.4.5 sendsms, store=spool"))
+        {
             println!(
                 "c={c}: gateway / Kannel(spool): accepted {:.2}x, delivered {:.2}x, p99 {:.0} vs {:.0} ms, RSS {:.1} vs {:.1} MB",
                 ours.accepted / kannel.accepted,

@@ -178,6 +178,21 @@ role = "admin"
         self
     }
 
+    /// Keeps the queue at `url` (a `postgres://` database shared by a fleet) instead of
+    /// the SQLite file in the test directory.
+    pub fn with_storage_url(mut self, url: &str) -> TestConfig {
+        let sqlite = format!(
+            "url = \"sqlite://{}\"",
+            self.dir.path().join("gateway.db").display()
+        );
+        assert!(
+            self.toml.contains(&sqlite),
+            "the configuration keeps its SQLite url line"
+        );
+        self.toml = self.toml.replacen(&sqlite, &format!("url = \"{url}\""), 1);
+        self
+    }
+
     /// The `file` module's output in this configuration.
     pub fn sms_file(&self) -> PathBuf {
         self.dir.path().join("sms.jsonl")

@@ -127,6 +127,15 @@ pub fn psql(url: &str, sql: &str) -> Result<String, String> {
     }
 }
 
+/// `fsync` for the server: off for tests (see where it is set), on for benchmarks,
+/// which set `E2E_POSTGRES_FSYNC=on` to measure commits as production makes them.
+fn fsync() -> &'static str {
+    match std::env::var("E2E_POSTGRES_FSYNC").as_deref() {
+        Ok("on") => "on",
+        _ => "off",
+    }
+}
+
 /// The binaries of the newest PostgreSQL installed (`/usr/lib/postgresql/<version>/bin`).
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -230,7 +239,7 @@ fn try_start() -> Result<Server, String> {
         // machine. A commit still waits for its WAL to reach the kernel
         // (`synchronous_commit` stays on), so a killed gateway or server loses nothing
         // committed, as in production.
-        .args(["-c", "fsync=off"])
+        .args(["-c", &format!("fsync={}", fsync())])
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
