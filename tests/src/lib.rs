@@ -193,6 +193,14 @@ role = "admin"
         self
     }
 
+    /// Adds `lines` to the `[storage]` section (the TOML may hold one `[storage]` only).
+    pub fn with_storage_lines(mut self, lines: &str) -> TestConfig {
+        self.toml = self
+            .toml
+            .replacen("\n[storage]\n", &format!("\n[storage]\n{lines}\n"), 1);
+        self
+    }
+
     /// The `file` module's output in this configuration.
     pub fn sms_file(&self) -> PathBuf {
         self.dir.path().join("sms.jsonl")
