@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
@@ -40,30 +40,27 @@ async fn listen(
     closed: &CancellationToken,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
-    // The connection delivers notifications only while it is polled: poll it here,
-    // and send LISTEN from a task of its own through the client.
-    let subscribe = tokio::spawn(async move {
-        let result = client
-            .batch_execute(&format!(
-                "LISTEN {QUEUED_NOTIFICATION}; LISTEN {SLOT_NOTIFICATION}"
-            ))
-            .await;
-        // The client must live as long as the connection is listened to.
-        (client, result)
+    // The connection delivers notifications only while it is polled: a task polls it
+    // and hands over what it reads, while the client sends LISTEN through it.
+    let (messages, mut received) = mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if messages.send(message).is_err() {
+                break;
+            }
+        }
     });
-    let mut subscribe = Some(subscribe);
-    let mut _client = None;
+    let _stop_pump = AbortOnDrop(pump);
+    client
+        .batch_execute(&format!(
+            "LISTEN {QUEUED_NOTIFICATION}; LISTEN {SLOT_NOTIFICATION}"
+        ))
+        .await?;
     loop {
         let message = tokio::select! {
             () = closed.cancelled() => return Ok(()),
-            message = std::future::poll_fn(|cx| connection.poll_message(cx)) => message,
+            message = received.recv() => message,
         };
-        if let Some(done) = subscribe.as_mut().filter(|task| task.is_finished()) {
-            let (client, result) = done.await.expect("the LISTEN task does not panic");
-            result?;
-            _client = Some(client);
-            subscribe = None;
-        }
         match message {
             Some(Ok(AsyncMessage::Notification(notification))) => {
                 let event = match (notification.channel(), notification.payload()) {
@@ -76,7 +73,17 @@ async fn listen(
             }
             Some(Ok(_)) => {}
             Some(Err(error)) => return Err(error),
+            // The connection ended.
             None => return Ok(()),
         }
+    }
+}
+
+/// Stops the connection's task when the listener returns, closing the connection.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
