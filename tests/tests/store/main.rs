@@ -26,6 +26,7 @@ mod leases;
 mod mailings;
 mod messages;
 mod outcomes;
+mod postgres_events;
 mod postgres_schema;
 mod reports;
 mod restart;
