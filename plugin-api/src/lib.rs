@@ -172,8 +172,13 @@ pub use abi_stable;
 /// The version of this crate, as a module built against it reports it.
 pub const PLUGIN_API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// So do the gateway's README's. The guide, `docs/modules.md`, is built whole into a
-/// module by `tests/modules/guide`. Outside the package, hence doc tests only.
+/// The examples of this crate's README compile (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeExamples;
+
+/// So do the gateway's README's. Its file is outside this package, so it is read for
+/// doc tests only (`cargo package` never sees it).
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct GatewayReadmeExamples;
