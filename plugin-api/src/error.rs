@@ -113,7 +113,7 @@ impl ModuleError {
 
     /// The error for a provider's answer that the module does not accept: its kind
     /// from [`ErrorKind::from_http_status`], and the message `provider answered HTTP
-    /// {status}: {body}` with the body on one line, cut at 200 characters.
+    /// {status}: {body}` with the body as [`excerpt`] quotes it.
     ///
     /// `body` is quoted to the admin: when a provider may echo the request (credentials
     /// included) in its answer, blank them out first, or pass the parts of the answer
@@ -130,18 +130,25 @@ impl ModuleError {
     pub fn from_http_status(status: u16, body: impl AsRef<[u8]>) -> ModuleError {
         ModuleError::new(
             ErrorKind::from_http_status(status),
-            format!("provider answered HTTP {status}: {}", excerpt(body.as_ref())),
+            format!("provider answered HTTP {status}: {}", excerpt(body)),
         )
     }
 }
 
-/// The most of a provider's answer that [`ModuleError::from_http_status`] quotes, in
-/// characters.
-const EXCERPT_CHARS: usize = 200;
+/// The most of a provider's answer that [`excerpt`] keeps, in characters.
+pub const EXCERPT_CHARS: usize = 200;
 
-/// `body` as one short line: white space collapsed, cut with `…`.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+/// A provider's answer as an error quotes it: on one line (white space collapsed), at
+/// most [`EXCERPT_CHARS`] characters (cut with `…`), invalid UTF-8 replaced, and
+/// `(empty body)` for nothing. Blank out credentials first if the provider may echo
+/// them.
+///
+/// ```
+/// assert_eq!(plugin_api::excerpt("<html>\n  <p>Bad Gateway</p>\n</html>"), "<html> <p>Bad Gateway</p> </html>");
+/// assert_eq!(plugin_api::excerpt(" \n"), "(empty body)");
+/// ```
+pub fn excerpt(body: impl AsRef<[u8]>) -> String {
+    let text = String::from_utf8_lossy(body.as_ref());
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.is_empty() {
         "(empty body)".to_string()
@@ -192,7 +199,10 @@ mod tests {
         let message = ModuleError::from_http_status(500, long).message;
         let quoted = message.strip_prefix("provider answered HTTP 500: ").unwrap();
         assert_eq!(quoted.chars().count(), EXCERPT_CHARS);
-        assert!(quoted.starts_with("error: xxx") && quoted.ends_with('…'), "{quoted}");
+        assert!(
+            quoted.starts_with("error: xxx") && quoted.ends_with('…'),
+            "{quoted}"
+        );
         let message = ModuleError::from_http_status(400, [0xff, b'o', b'k']).message;
         assert_eq!(message, "provider answered HTTP 400: \u{fffd}ok");
     }

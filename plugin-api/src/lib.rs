@@ -114,7 +114,7 @@
 //! | --- | --- |
 //! | a request | [`HttpRequest::post`] / [`get`](HttpRequest::get) / [`new`](HttpRequest::new), then [`header`](HttpRequest::header), [`json`](HttpRequest::json), [`form`](HttpRequest::form) or [`body`](HttpRequest::body) |
 //! | a step | [`Step::http`], [`Step::done`] |
-//! | an answer it does not accept | [`ModuleError::from_http_status`] (401/403 configuration; 408, 429, 5xx transient; other statuses permanent), [`ErrorKind::from_http_status`] |
+//! | an answer it does not accept | [`ModuleError::from_http_status`] (401/403 configuration; 408, 429, 5xx transient; other statuses permanent), [`ErrorKind::from_http_status`], and [`excerpt`] to quote an answer in a message of its own |
 //! | a callback's header | [`CallbackRequest::header`], compared without regard to case like [`HttpResponse::header`] |
 //! | a delivery report | [`CallbackEvent::delivery_report`] |
 //! | credentials | [`Secret`] (never prints, refused unquoted from a blob), [`constant_time_eq`] |
@@ -157,7 +157,7 @@ mod root;
 mod secret;
 
 pub use callback::{CallbackEvent, CallbackEvent_NE, CallbackReply, CallbackRequest, DeliveryStatus};
-pub use error::{ErrorKind, ModuleError};
+pub use error::{excerpt, ErrorKind, ModuleError, EXCERPT_CHARS};
 #[doc(hidden)]
 pub use export::__export_root;
 pub use export::SmsModule;

@@ -111,7 +111,13 @@ mod tests {
 
     #[test]
     fn a_secret_of_any_other_type_is_refused_without_being_quoted() {
-        for value in ["12345678", "true", "[\"abcdefgh\"]", "{\"k\": \"abcdefgh\"}", "null"] {
+        for value in [
+            "12345678",
+            "true",
+            "[\"abcdefgh\"]",
+            "{\"k\": \"abcdefgh\"}",
+            "null",
+        ] {
             let err = serde_json::from_str::<Secret>(value).unwrap_err().to_string();
             assert!(err.contains("expected a string"), "{value}: {err}");
             assert!(!err.contains("12345678") && !err.contains("abcdefgh"), "{err}");
