@@ -211,15 +211,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(LogFormatArg::Json) => LogFormat::Json,
         None => loaded.settings.log.format,
     };
+    // Into the log where there is one, on stderr otherwise.
+    let logs = matches!(
+        cli.command,
+        Command::Serve
+            | Command::CheckSmtp
+            | Command::Modules {
+                command: ModulesCommand::Check { .. }
+            }
+    );
+    if logs {
+        logging::init(&loaded.settings.log.level, log_format);
+    }
+    for name in &loaded.ignored_env {
+        let why = "is not a setting (settings are GATEWAY_<SECTION>__<KEY>, e.g. GATEWAY_EMAIL__HOST); ignored";
+        if logs {
+            tracing::warn!(variable = %name, "{why}");
+        } else {
+            eprintln!("warning: {name} {why}");
+        }
+    }
     match cli.command {
         Command::Serve => {
-            logging::init(&loaded.settings.log.level, log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(crate::server::serve(file, loaded))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckSmtp => {
-            logging::init(&loaded.settings.log.level, log_format);
             let email = &loaded.settings.email;
             let target = crate::email::connect::SmtpTarget::new(email)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -283,7 +301,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Modules {
             command: ModulesCommand::Check { name },
         } => {
-            logging::init(&loaded.settings.log.level, log_format);
             let sms = &loaded.settings.sms;
             let name = match name {
                 Some(name) => ModuleName::new(&name).map_err(anyhow::Error::msg)?,
