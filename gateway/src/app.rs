@@ -59,6 +59,7 @@ pub async fn start_module(settings: &Settings) -> Result<Module, LoadError> {
     let module = tokio::task::spawn_blocking(move || {
         let library = crate::modules::load(&sms.modules_dir, &sms.module)?;
         Module::start(&library, sms.plugin_config.expose(), sms.call_timeout)
+            .map_err(|error| sms.plugin_config.locate(error))
     })
     .await
     .expect("the module loading thread does not panic")?;

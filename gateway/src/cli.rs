@@ -308,9 +308,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let library = modules::load(&sms.modules_dir, &name)?;
             println!("loaded   {}", library.info());
-            library.check_config(sms.plugin_config.expose())?;
+            let blob = &sms.plugin_config;
+            library
+                .check_config(blob.expose())
+                .map_err(|error| blob.locate(error))?;
             println!("config   sms.plugin_config accepted");
-            let module = Module::start(&library, sms.plugin_config.expose(), sms.call_timeout)?;
+            let module = Module::start(&library, blob.expose(), sms.call_timeout).map_err(|error| blob.locate(error))?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let check = runtime.block_on(async {
                 let http = modules::http::HttpClient::new(sms.http_timeout);

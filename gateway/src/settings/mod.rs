@@ -36,7 +36,7 @@ pub use crate::email::EmailSettings;
 use self::{check::read_error, raw::RawSettings};
 use crate::{
     logging::LogFormat,
-    modules::ModuleName,
+    modules::{ModuleName, PluginConfig},
     retry::RetryPolicy,
     secret::Secret,
     sms::{country::CountryCode, number::NumberCheck, sender::SenderId},
@@ -104,8 +104,8 @@ pub struct SmsSettings {
     pub default_country_code: Option<CountryCode>,
     pub number_check: NumberCheck,
     pub sender: Option<SenderId>,
-    /// Handed to the module verbatim.
-    pub plugin_config: Secret,
+    /// What the module is handed: the string as written, or a table as JSON.
+    pub plugin_config: PluginConfig,
     pub inbound_webhook: Option<String>,
     /// The longest the gateway waits for one call into the module.
     pub call_timeout: Duration,
