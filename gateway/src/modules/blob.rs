@@ -254,19 +254,18 @@ mod tests {
             explained,
             "invalid type: integer `7`, expected a string at sms.plugin_config.url"
         );
-        let (_, explained) = complaint::<Config>(json!({"url": "u", "callbacks": {"format": "json", "retries": 300}}));
+        let (_, explained) =
+            complaint::<Config>(json!({"url": "u", "callbacks": {"format": "json", "retries": 300}}));
         assert_eq!(
             explained,
             "invalid value: integer `300`, expected u8 at sms.plugin_config.callbacks.retries"
         );
         let (_, explained) = complaint::<Config>(json!({"url": "u", "callbacks": {"retries": 3}}));
-        assert_eq!(
-            explained,
-            "missing field `format` at sms.plugin_config.callbacks"
-        );
+        assert_eq!(explained, "missing field `format` at sms.plugin_config.callbacks");
         let (_, explained) = complaint::<Config>(json!({"url": "u", "paht": "x"}));
         assert!(
-            explained.starts_with("unknown field `paht`") && explained.ends_with(" at sms.plugin_config.paht"),
+            explained.starts_with("unknown field `paht`")
+                && explained.ends_with(" at sms.plugin_config.paht"),
             "{explained}"
         );
     }
