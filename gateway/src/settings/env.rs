@@ -89,11 +89,24 @@ mod tests {
 
     #[test]
     fn only_keys_of_known_sections_are_settings() {
-        for key in ["email.smtp_threads", "EMAIL.SMTP_THREADS", "sms.module", "email.smtp_thread"] {
+        for key in [
+            "email.smtp_threads",
+            "EMAIL.SMTP_THREADS",
+            "sms.module",
+            "email.smtp_thread",
+        ] {
             assert!(is_setting(key), "{key}");
         }
         // The client's variables, the settings file, the verbatim blob, unknown sections.
-        for key in ["token", "url", "config", "sms.plugin_config", "emial.host", "email_host", ""] {
+        for key in [
+            "token",
+            "url",
+            "config",
+            "sms.plugin_config",
+            "emial.host",
+            "email_host",
+            "",
+        ] {
             assert!(!is_setting(key), "{key}");
         }
     }

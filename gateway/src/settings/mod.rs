@@ -213,7 +213,8 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, SettingsError> {
     }
     let mut loaded = Settings::from_figment(figment)?;
     loaded.source = Some(file.clone());
-    loaded.ignored_env = env::ignored(std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()));
+    loaded.ignored_env =
+        env::ignored(std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()));
     Ok(loaded)
 }
 
