@@ -248,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let why =
             "is not a setting (settings are GATEWAY_<SECTION>__<KEY>, e.g. GATEWAY_EMAIL__HOST); ignored";
         if logs {
-            tracing::warn!(variable = %name, "{why}");
+            tracing::warn!("{name} {why}");
         } else {
             eprintln!("warning: {name} {why}");
         }
