@@ -59,6 +59,7 @@ pub async fn start_module(settings: &Settings) -> Result<Module, LoadError> {
     let module = tokio::task::spawn_blocking(move || {
         let library = crate::modules::load(&sms.modules_dir, &sms.module)?;
         Module::start(&library, sms.plugin_config.expose(), sms.call_timeout)
+            .map_err(|error| sms.plugin_config.locate(error))
     })
     .await
     .expect("the module loading thread does not panic")?;
@@ -112,17 +113,37 @@ pub struct ReloadReport {
     pub needs_restart: Vec<String>,
 }
 
-/// Why a reload was refused; the settings and module in force stay as they were.
+/// Why the settings could not be put in force: at start, or at a reload (then the
+/// settings and module in force stay as they were).
+///
+/// Each message says its cause once: the causes are part of the text, not also
+/// `source()`s, which `{:#}` (the command line's `error: …`) would print a second time.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("these settings were not read from a file, so there is nothing to read again")]
     NoFile,
     #[error("settings refused: {0}")]
-    Settings(#[from] SettingsError),
+    Settings(SettingsError),
+    /// The module the settings name cannot be loaded or started, at start.
+    #[error("the SMS module was refused: {0}")]
+    Module(LoadError),
+    /// A reload switched modules (or their blob), and the new one cannot start.
     #[error("the new SMS module was refused: {0}")]
-    Module(#[from] LoadError),
-    #[error("{0}")]
+    NewModule(LoadError),
+    #[error(transparent)]
     Smtp(#[from] TargetError),
+}
+
+impl From<SettingsError> for ReloadError {
+    fn from(error: SettingsError) -> Self {
+        ReloadError::Settings(error)
+    }
+}
+
+impl From<LoadError> for ReloadError {
+    fn from(error: LoadError) -> Self {
+        ReloadError::Module(error)
+    }
 }
 
 /// Keys read only at start.
@@ -175,7 +196,12 @@ impl App {
         } else {
             Some(old.module.clone())
         };
-        let live = Live::build(&loaded, module, &self.metrics).await?;
+        let live = Live::build(&loaded, module, &self.metrics)
+            .await
+            .map_err(|error| match error {
+                ReloadError::Module(error) => ReloadError::NewModule(error),
+                other => other,
+            })?;
         let report = ReloadReport {
             needs_restart: changed
                 .iter()

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
     logging::{self, LogFormat},
-    modules::{self, Module, ModuleName},
+    modules::{self, conformance, Module, ModuleName},
     settings::{self, StorageUrl},
 };
 
@@ -153,9 +153,10 @@ enum ModulesCommand {
         /// Module name [default: sms.module]
         name: Option<String>,
     },
-    /// Check a module library before shipping it (for provider authors): loading, a
-    /// bad blob, one SMS through a local stand-in provider, a 500, broken answers and
-    /// callbacks. Needs no settings.
+    /// Check a module library before shipping it (for provider authors): loading, bad
+    /// blobs, one SMS through a local stand-in provider, a 500, broken answers and
+    /// callbacks, a real callback of the provider (--callback), the self-check. Needs
+    /// no settings.
     Conformance {
         /// The module library file
         file: PathBuf,
@@ -168,6 +169,19 @@ enum ModulesCommand {
         /// The stand-in provider's HTTP status
         #[arg(long, default_value_t = 200)]
         status: u16,
+        /// A callback body as the provider sends it (a delivery report or an inbound
+        /// SMS), handed to the module's callback parser; nothing is posted anywhere
+        #[arg(long, value_name = "BODY", requires = "expect")]
+        callback: Option<String>,
+        /// A header of the callback, NAME:VALUE; repeat for more
+        #[arg(long, value_name = "NAME:VALUE", requires = "callback", value_parser = conformance::callback::parse_header)]
+        callback_header: Vec<(String, String)>,
+        /// The query string the provider calls the callback URL with (without `?`)
+        #[arg(long, value_name = "QUERY", requires = "callback", default_value = "")]
+        callback_query: String,
+        /// What the callback must become
+        #[arg(long, value_enum, requires = "callback")]
+        expect: Option<conformance::Expected>,
     },
 }
 
@@ -197,20 +211,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     blob,
                     answer,
                     status,
+                    callback,
+                    callback_header,
+                    callback_query,
+                    expect,
                 },
         } => {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let answer = crate::modules::conformance::Answer { status, body: answer };
-            let report = runtime.block_on(crate::modules::conformance::run(&file, &blob, &answer));
-            println!("conformance of {}", file.display());
-            for (name, outcome) in &report.checks {
-                let (mark, text) = match outcome {
-                    crate::modules::conformance::Outcome::Pass(t) => ("ok  ", t),
-                    crate::modules::conformance::Outcome::Fail(t) => ("FAIL", t),
-                    crate::modules::conformance::Outcome::Skip(t) => ("skip", t),
-                };
-                println!("  {mark} {name}: {text}");
-            }
+            let options = conformance::Options {
+                blob,
+                answer: conformance::Answer { status, body: answer },
+                callback: callback
+                    .zip(expect)
+                    .map(|(body, expect)| conformance::CallbackCheck {
+                        body,
+                        headers: callback_header,
+                        query: callback_query,
+                        expect,
+                    }),
+            };
+            let report = runtime.block_on(conformance::run(&file, &options));
+            print!("{report}");
             return Ok(if report.passed() {
                 ExitCode::SUCCESS
             } else {
@@ -227,15 +248,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(LogFormatArg::Json) => LogFormat::Json,
         None => loaded.settings.log.format,
     };
+    // Into the log where there is one, on stderr otherwise.
+    let logs = matches!(
+        cli.command,
+        Command::Serve
+            | Command::CheckSmtp
+            | Command::Modules {
+                command: ModulesCommand::Check { .. }
+            }
+    );
+    if logs {
+        logging::init(&loaded.settings.log.level, log_format);
+    }
+    for name in &loaded.ignored_env {
+        let why =
+            "is not a setting (settings are GATEWAY_<SECTION>__<KEY>, e.g. GATEWAY_EMAIL__HOST); ignored";
+        if logs {
+            tracing::warn!("{name} {why}");
+        } else {
+            eprintln!("warning: {name} {why}");
+        }
+    }
     match cli.command {
         Command::Serve => {
-            logging::init(&loaded.settings.log.level, log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(crate::server::serve(file, loaded))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckSmtp => {
-            logging::init(&loaded.settings.log.level, log_format);
             let email = &loaded.settings.email;
             let target = crate::email::connect::SmtpTarget::new(email)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -320,7 +360,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Modules {
             command: ModulesCommand::Check { name },
         } => {
-            logging::init(&loaded.settings.log.level, log_format);
             let sms = &loaded.settings.sms;
             let name = match name {
                 Some(name) => ModuleName::new(&name).map_err(anyhow::Error::msg)?,
@@ -328,9 +367,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let library = modules::load(&sms.modules_dir, &name)?;
             println!("loaded   {}", library.info());
-            library.check_config(sms.plugin_config.expose())?;
+            let blob = &sms.plugin_config;
+            library
+                .check_config(blob.expose())
+                .map_err(|error| blob.locate(error))?;
             println!("config   sms.plugin_config accepted");
-            let module = Module::start(&library, sms.plugin_config.expose(), sms.call_timeout)?;
+            let module = Module::start(&library, blob.expose(), sms.call_timeout)
+                .map_err(|error| blob.locate(error))?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let check = runtime.block_on(async {
                 let http = modules::http::HttpClient::new(sms.http_timeout);

@@ -5,7 +5,7 @@ use abi_stable::{
     StableAbi,
 };
 
-use crate::Header;
+use crate::{message::find_header, Header};
 
 /// A provider's HTTP request to `POST /v1/providers/{module}/callback`, as received.
 /// The module checks its authenticity (a signature header, a shared secret).
@@ -18,6 +18,48 @@ pub struct CallbackRequest {
     pub query: RString,
     pub headers: RVec<Header>,
     pub body: RVec<u8>,
+}
+
+impl CallbackRequest {
+    /// A `POST` with this body, no headers, no query and an empty path: what a
+    /// module's tests build, as the provider's documentation shows a callback.
+    pub fn post(body: impl Into<Vec<u8>>) -> CallbackRequest {
+        CallbackRequest {
+            method: "POST".into(),
+            path: RString::new(),
+            query: RString::new(),
+            headers: RVec::new(),
+            body: body.into().into(),
+        }
+    }
+
+    /// The same request with one more header.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> CallbackRequest {
+        self.headers.push(Header::new(name, value));
+        self
+    }
+
+    /// The same request with this query string (without the `?`, percent-encoded).
+    #[must_use]
+    pub fn with_query(mut self, query: &str) -> CallbackRequest {
+        self.query = query.into();
+        self
+    }
+
+    /// The first header called `name`, compared without regard to case (as HTTP
+    /// compares header names; proxies change their case).
+    ///
+    /// ```
+    /// use plugin_api::CallbackRequest;
+    ///
+    /// let request = CallbackRequest::post(r#"{"id": "m-1"}"#).with_header("x-acme-token", "t0k3n");
+    /// assert_eq!(request.header("X-Acme-Token"), Some("t0k3n"));
+    /// assert_eq!(request.header("X-Other"), None);
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
 }
 
 /// How far a message got, as a provider's delivery report says.
@@ -62,6 +104,32 @@ pub enum CallbackEvent {
     },
 }
 
+impl CallbackEvent {
+    /// A [`DeliveryReport`](CallbackEvent::DeliveryReport), with the gateway's id
+    /// when the provider echoed it.
+    ///
+    /// ```
+    /// use plugin_api::{CallbackEvent, DeliveryStatus};
+    ///
+    /// let reference: Option<String> = Some("01J9ZQ3MSG".into());
+    /// let event = CallbackEvent::delivery_report("acme-42", reference.as_deref(), DeliveryStatus::DELIVERED, "DELIVRD");
+    /// assert!(matches!(event, CallbackEvent::DeliveryReport { status: DeliveryStatus::DELIVERED, .. }));
+    /// ```
+    pub fn delivery_report(
+        provider_id: impl Into<String>,
+        message_id: Option<&str>,
+        status: DeliveryStatus,
+        detail: impl Into<String>,
+    ) -> CallbackEvent {
+        CallbackEvent::DeliveryReport {
+            provider_id: RString::from(provider_id.into()),
+            message_id: message_id.map(RString::from).into(),
+            status,
+            detail: RString::from(detail.into()),
+        }
+    }
+}
+
 /// What the module makes of a callback: the events in it, and what the gateway must
 /// answer the provider (some providers expect a particular body).
 #[repr(C)]
@@ -83,5 +151,23 @@ impl CallbackReply {
             content_type: RString::from("text/plain"),
             body: RString::new(),
         }
+    }
+
+    /// The same reply with this body, for providers that expect one (Twilio wants
+    /// TwiML).
+    #[must_use]
+    pub fn with_body(mut self, content_type: &str, body: impl Into<String>) -> Self {
+        self.content_type = content_type.into();
+        self.body = RString::from(body.into());
+        self
+    }
+
+    /// The events, as plain [`CallbackEvent`]s; for tests. An event of a kind this
+    /// version of plugin-api does not know (from a newer module) is left out.
+    pub fn into_events(self) -> Vec<CallbackEvent> {
+        self.events
+            .into_iter()
+            .filter_map(|event| event.into_enum().ok())
+            .collect()
     }
 }

@@ -8,8 +8,11 @@
 //! every type reachable from the root module), and calls it.
 //!
 //! This crate is what a provider author depends on and nothing else: it holds the ABI
-//! types and a safe way to export a module. It is not the loader (that lives in the
-//! gateway) and it does no I/O.
+//! types, a safe way to export a module, and the small helpers every module needs
+//! (building requests, reading callbacks, secrets, errors from HTTP statuses). It is
+//! not the loader (that lives in the gateway) and it does no I/O. The walk-through
+//! from `cargo new` to a loaded module is `docs/modules.md` in the gateway's
+//! repository.
 //!
 //! # Writing a module
 //!
@@ -32,7 +35,7 @@
 //!         Ok(Echo)
 //!     }
 //!     fn send(&self, sms: &OutboundSms) -> Result<Step, ModuleError> {
-//!         Ok(Step::Done { result: format!("echo-{}", sms.id).into() })
+//!         Ok(Step::done(format!("echo-{}", sms.id)))
 //!     }
 //! }
 //!
@@ -60,6 +63,31 @@
 //! - a module is a small, pure translator between the gateway's SMS and one provider's
 //!   wire format, easy to test without a network.
 //!
+//! ```
+//! use plugin_api::{HttpRequest, HttpResponse, ModuleError, Step};
+//!
+//! fn send(api_key: &str, to: &str, text: &str) -> Step {
+//!     Step::http(
+//!         HttpRequest::post("https://api.example.com/v2/messages")
+//!             .header("Authorization", format!("Bearer {api_key}"))
+//!             .json(&serde_json::json!({ "to": to, "text": text })),
+//!     )
+//! }
+//!
+//! fn send_response(answer: &HttpResponse) -> Result<Step, ModuleError> {
+//!     if answer.status != 201 {
+//!         return Err(ModuleError::from_http_status(answer.status, &answer.body));
+//!     }
+//!     let id = answer.header("Location").unwrap_or_default().rsplit('/').next().unwrap_or_default();
+//!     Ok(Step::done(id))
+//! }
+//!
+//! assert!(send("k", "+447700900123", "hi").as_http().is_some());
+//! let created = HttpResponse::new(201, "").with_header("location", "/v2/messages/m-1");
+//! assert_eq!(send_response(&created).unwrap().as_done(), Some("m-1"));
+//! assert!(send_response(&HttpResponse::new(503, "busy")).unwrap_err().is_transient());
+//! ```
+//!
 //! A module whose "provider" is local (the `file` module appends to a file) does that
 //! small, bounded work inside `send` and returns [`Step::Done`] at once.
 //!
@@ -76,6 +104,25 @@
 //! The gateway hands each provider a [`Host`]; [`Host::info`] and its siblings send a
 //! line to the gateway's own log, tagged with the module's name. A module should not
 //! print to stdout or stderr.
+//!
+//! # Helpers
+//!
+//! Since 1.1, so that a module never has to name an abi_stable type (`RBox`,
+//! `RString`, `ROption`):
+//!
+//! | for | use |
+//! | --- | --- |
+//! | a request | [`HttpRequest::post`] / [`get`](HttpRequest::get) / [`new`](HttpRequest::new), then [`header`](HttpRequest::header), [`json`](HttpRequest::json), [`form`](HttpRequest::form) or [`body`](HttpRequest::body) |
+//! | a step | [`Step::http`], [`Step::done`] |
+//! | an answer it does not accept | [`ModuleError::from_http_status`] (401/403 configuration; 408, 429, 5xx transient; other statuses permanent), [`ErrorKind::from_http_status`], and [`excerpt`] to quote an answer in a message of its own |
+//! | a callback's header | [`CallbackRequest::header`], compared without regard to case like [`HttpResponse::header`] |
+//! | a delivery report | [`CallbackEvent::delivery_report`] |
+//! | credentials | [`Secret`] (never prints, refused unquoted from a blob), [`constant_time_eq`] |
+//! | tests | [`HttpResponse::new`], [`CallbackRequest::post`], [`Step::as_http`], [`Step::as_done`], [`CallbackReply::into_events`] |
+//!
+//! The helpers are compiled into the module and never cross the boundary: they add no
+//! type and change no layout that the gateway checks, so a module that uses them loads
+//! in any gateway of the same major version.
 //!
 //! # Versioning
 //!
@@ -105,19 +152,33 @@ mod error;
 mod export;
 mod host;
 mod message;
+mod request;
 mod root;
+mod secret;
 
 pub use callback::{CallbackEvent, CallbackEvent_NE, CallbackReply, CallbackRequest, DeliveryStatus};
-pub use error::{ErrorKind, ModuleError};
+pub use error::{excerpt, ErrorKind, ModuleError, EXCERPT_CHARS};
 #[doc(hidden)]
 pub use export::__export_root;
 pub use export::SmsModule;
 pub use host::{Host, HostLog, HostLog_TO, LogLevel};
 pub use message::{Header, HttpRequest, HttpResponse, OutboundSms, Step, Step_NE};
 pub use root::{ModuleRoot, ModuleRootRef, Provider, Provider_TO};
+pub use secret::{constant_time_eq, Secret};
 
 /// Re-exported so that [`export_sms_module!`] works without a direct dependency.
 pub use abi_stable;
 
 /// The version of this crate, as a module built against it reports it.
 pub const PLUGIN_API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The examples of this crate's README compile (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeExamples;
+
+/// So do the gateway's README's. Its file is outside this package, so it is read for
+/// doc tests only (`cargo package` never sees it).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct GatewayReadmeExamples;

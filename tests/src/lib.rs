@@ -16,6 +16,7 @@ const PACKAGES: &[&str] = &[
     "sms-module-twilio",
     "sms-module-template",
     "test-module-echo",
+    "test-module-guide",
     "test-module-panicky",
     "test-module-steps",
     "test-module-wrongabi",

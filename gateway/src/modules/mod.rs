@@ -1,8 +1,10 @@
-//! SMS provider modules: finding and loading their libraries ([`loader`]), the logger
+//! SMS provider modules: their configuration blob as the gateway holds it ([`blob`]),
+//! finding and loading their libraries ([`loader`]), the logger
 //! the gateway lends them ([`host`]), calling a started module safely ([`module`]: off
 //! the async runtime, under a time limit), and running one operation of a module to its
 //! end ([`steps`]) with the HTTP requests it asks for ([`http`]).
 
+pub mod blob;
 pub mod conformance;
 pub mod host;
 pub mod http;
@@ -11,6 +13,7 @@ pub mod module;
 pub mod name;
 pub mod steps;
 
+pub use blob::PluginConfig;
 pub use loader::{library_file_name, list_dir, load, Library, LoadError, ModuleInfo};
 pub use module::{CallError, Module};
 pub use name::ModuleName;

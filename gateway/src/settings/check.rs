@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     email::limits::EmailLimits,
-    modules::ModuleName,
+    modules::{ModuleName, PluginConfig},
     retry::{RetryPolicy, RetryPolicyError},
     secret::Secret,
     sms::{country::CountryCode, sender::SenderId},
@@ -265,8 +265,8 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         .transpose()
         .map_err(|e| invalid("sms.sender", e))?;
     let plugin_config = match raw.plugin_config {
-        RawBlob::Text(text) => text,
-        RawBlob::Table(value) => value.to_string(),
+        RawBlob::Text(text) => PluginConfig::verbatim(text),
+        RawBlob::Table(value) => PluginConfig::from_table(&value),
     };
     if let Some(url) = &raw.inbound_webhook {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -290,7 +290,7 @@ fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {
         default_country_code,
         number_check: raw.number_check,
         sender,
-        plugin_config: Secret::new(plugin_config),
+        plugin_config,
         inbound_webhook: raw.inbound_webhook,
         call_timeout: Duration::from_millis(raw.call_timeout_ms),
         http_timeout: Duration::from_millis(raw.http_timeout_ms),

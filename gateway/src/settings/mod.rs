@@ -5,6 +5,7 @@
 //! - `raw.rs`: the `Raw*` structs, mirroring the file, with their defaults;
 //! - `check.rs`: raw to checked, naming the key of a refused value;
 //! - `shown.rs`: the redacted view with sources, and the one list of secret keys;
+//! - `env.rs`: which `GATEWAY_` variables are settings;
 //! - here: the checked layer ([`Settings`]), which the rest of the gateway takes, and
 //!   [`load`].
 //!
@@ -12,6 +13,7 @@
 //! live with the code that owns them; settings imports them, never the other way.
 
 mod check;
+mod env;
 mod raw;
 mod shown;
 
@@ -24,7 +26,7 @@ use std::{
 };
 
 use figment::{
-    providers::{Env, Format, Serialized, Toml},
+    providers::{Format, Serialized, Toml},
     Figment,
 };
 
@@ -34,7 +36,7 @@ pub use crate::email::EmailSettings;
 use self::{check::read_error, raw::RawSettings};
 use crate::{
     logging::LogFormat,
-    modules::ModuleName,
+    modules::{ModuleName, PluginConfig},
     retry::RetryPolicy,
     secret::Secret,
     sms::{country::CountryCode, number::NumberCheck, sender::SenderId},
@@ -45,8 +47,6 @@ use crate::{
 pub const CONFIG_ENV: &str = "GATEWAY_CONFIG";
 /// The prefix of every settings environment variable.
 pub const ENV_PREFIX: &str = "GATEWAY_";
-/// The environment variable of the plugin blob, taken verbatim (see [`load`]).
-const PLUGIN_CONFIG_ENV: &str = "GATEWAY_SMS__PLUGIN_CONFIG";
 
 /// Every setting, checked. Built by [`load`] or [`Settings::from_figment`].
 #[derive(Debug, Clone)]
@@ -114,8 +114,8 @@ pub struct SmsSettings {
     pub default_country_code: Option<CountryCode>,
     pub number_check: NumberCheck,
     pub sender: Option<SenderId>,
-    /// Handed to the module verbatim.
-    pub plugin_config: Secret,
+    /// What the module is handed: the string as written, or a table as JSON.
+    pub plugin_config: PluginConfig,
     pub inbound_webhook: Option<String>,
     /// The longest the gateway waits for one call into the module.
     pub call_timeout: Duration,
@@ -160,6 +160,9 @@ pub struct Loaded {
     /// The file the settings were read from, so that a reload reads it again; `None`
     /// for settings built in memory.
     pub source: Option<ConfigFile>,
+    /// `GATEWAY_` environment variables that are not settings, and were left out (a
+    /// typo such as `GATEWAY_EMIAL__HOST`): names only, for a warning.
+    pub ignored_env: Vec<String>,
     /// Every value as read, secrets in the clear: never printed (see `Debug`).
     figment: Figment,
 }
@@ -170,6 +173,7 @@ impl fmt::Debug for Loaded {
         f.debug_struct("Loaded")
             .field("settings", &self.settings)
             .field("source", &self.source)
+            .field("ignored_env", &self.ignored_env)
             .finish_non_exhaustive()
     }
 }
@@ -197,7 +201,8 @@ pub fn config_file(flag: Option<&Path>) -> ConfigFile {
     }
 }
 
-/// Reads the defaults, the file at `path` (if it exists) and the environment.
+/// Reads the defaults, the file at `path` (if it exists) and the environment
+/// (`GATEWAY_<SECTION>__<KEY>` of the file's sections only; see `env.rs`).
 ///
 /// `GATEWAY_SMS__PLUGIN_CONFIG` is taken verbatim, not parsed as figment parses other
 /// variables, because the blob belongs to the module.
@@ -212,16 +217,14 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, SettingsError> {
     } else if file.required {
         return Err(SettingsError::Read(format!("{} does not exist", path.display())));
     }
-    figment = figment.merge(
-        Env::prefixed(ENV_PREFIX)
-            .split("__")
-            .filter(|key| key != "config" && key != "sms.plugin_config"),
-    );
-    if let Ok(blob) = std::env::var(PLUGIN_CONFIG_ENV) {
+    figment = figment.merge(env::provider());
+    if let Ok(blob) = std::env::var(env::PLUGIN_CONFIG) {
         figment = figment.merge(Serialized::default("sms.plugin_config", blob));
     }
     let mut loaded = Settings::from_figment(figment)?;
     loaded.source = Some(file.clone());
+    loaded.ignored_env =
+        env::ignored(std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()));
     Ok(loaded)
 }
 
@@ -235,6 +238,7 @@ impl Settings {
         Ok(Loaded {
             settings,
             source: None,
+            ignored_env: Vec::new(),
             figment,
         })
     }

@@ -35,7 +35,7 @@ use std::{
 
 use plugin_api::{
     export_sms_module, CallbackEvent, CallbackReply, CallbackRequest, DeliveryStatus, Host, ModuleError,
-    OutboundSms, SmsModule, Step,
+    OutboundSms, Secret, SmsModule, Step,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +48,7 @@ struct Config {
     #[serde(default = "default_path")]
     path: PathBuf,
     #[serde(default)]
-    callback_token: Option<String>,
+    callback_token: Option<Secret>,
 }
 
 fn default_path() -> PathBuf {
@@ -74,7 +74,7 @@ impl Config {
 pub struct FileModule {
     path: PathBuf,
     file: Mutex<File>,
-    callback_token: Option<String>,
+    callback_token: Option<Secret>,
     host: Host,
 }
 
@@ -141,19 +141,15 @@ impl SmsModule for FileModule {
                 .error(format_args!("write to {} failed: {e}", self.path.display()));
             ModuleError::transient(format!("cannot write to {}: {e}", self.path.display()))
         })?;
-        Ok(Step::Done {
-            result: format!("file-{}", sms.id).into(),
-        })
+        Ok(Step::done(format!("file-{}", sms.id)))
     }
 
     fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackReply, ModuleError> {
         if let Some(token) = &self.callback_token {
-            let given = request
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("x-callback-token"))
-                .map(|h| h.value.as_str());
-            if given != Some(token.as_str()) {
+            if !request
+                .header("X-Callback-Token")
+                .is_some_and(|given| token.matches(given))
+            {
                 return Err(ModuleError::permanent("missing or wrong X-Callback-Token"));
             }
         }
@@ -170,24 +166,22 @@ impl SmsModule for FileModule {
                 provider_id,
                 status,
                 detail,
-            } => CallbackEvent::DeliveryReport {
-                provider_id: provider_id.into(),
-                message_id: None.into(),
-                status: match status {
+            } => CallbackEvent::delivery_report(
+                provider_id,
+                None,
+                match status {
                     ReportStatus::Delivered => DeliveryStatus::DELIVERED,
                     ReportStatus::Undelivered => DeliveryStatus::UNDELIVERED,
                 },
-                detail: detail.into(),
-            },
+                detail,
+            ),
         };
         Ok(CallbackReply::ok(vec![event]))
     }
 
     fn self_check(&self) -> Result<Step, ModuleError> {
         open_for_append(&self.path)?;
-        Ok(Step::Done {
-            result: format!("{} is writable", self.path.display()).into(),
-        })
+        Ok(Step::done(format!("{} is writable", self.path.display())))
     }
 }
 
@@ -245,12 +239,7 @@ mod tests {
         let module = FileModule::new(&blob, Host::discard()).unwrap();
         for id in ["a1", "a2"] {
             let step = module.send(&sms(id)).unwrap();
-            assert_eq!(
-                step,
-                Step::Done {
-                    result: format!("file-{id}").into()
-                }
-            );
+            assert_eq!(step.as_done(), Some(format!("file-{id}").as_str()));
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -259,6 +248,33 @@ mod tests {
         assert_eq!(lines[1]["to"], "+447911123456");
         assert_eq!(lines[1]["text"], "héllo \"world\"\nline two");
         assert!(lines[0]["at"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn callbacks_need_the_token_and_become_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob =
+            serde_json::json!({ "path": dir.path().join("out.jsonl"), "callback_token": "cb-token-1" });
+        let module = FileModule::new(&blob.to_string(), Host::discard()).unwrap();
+        let report = r#"{"type": "report", "provider_id": "file-a1", "status": "delivered", "detail": "ok"}"#;
+        for token in [None, Some("cb-token-2"), Some("cb-token")] {
+            let mut request = CallbackRequest::post(report);
+            if let Some(token) = token {
+                request = request.with_header("X-Callback-Token", token);
+            }
+            let err = module.parse_callback(&request).unwrap_err();
+            assert_eq!(err.message, "missing or wrong X-Callback-Token", "{token:?}");
+        }
+        let request = CallbackRequest::post(report).with_header("x-callback-token", "cb-token-1");
+        assert_eq!(
+            module.parse_callback(&request).unwrap().into_events(),
+            [CallbackEvent::delivery_report(
+                "file-a1",
+                None,
+                DeliveryStatus::DELIVERED,
+                "ok"
+            )]
+        );
     }
 
     #[test]

@@ -4,10 +4,7 @@
 use plugin_api::{CallbackEvent, CallbackReply, CallbackRequest, DeliveryStatus, ModuleError};
 use serde_json::Value;
 
-use crate::{
-    config::{value_text, CallbackFormat, Callbacks, InboundFields, ReportFields},
-    secret::constant_time_eq,
-};
+use crate::config::{value_text, CallbackFormat, Callbacks, InboundFields, ReportFields};
 
 /// The query parameter that may carry the shared secret instead of the header.
 pub const TOKEN_PARAMETER: &str = "token";
@@ -47,18 +44,14 @@ fn authenticate(callbacks: &Callbacks, request: &CallbackRequest) -> Result<(), 
     let Some(secret) = &callbacks.shared_secret else {
         return Ok(());
     };
-    let from_header = request
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(&callbacks.secret_header))
-        .map(|h| h.value.to_string());
+    let from_header = request.header(&callbacks.secret_header).map(str::to_string);
     let from_query = || {
         form_urlencoded::parse(request.query.as_bytes())
             .find(|(name, _)| name == TOKEN_PARAMETER)
             .map(|(_, value)| value.into_owned())
     };
     match from_header.or_else(from_query) {
-        Some(given) if constant_time_eq(given.as_bytes(), secret.expose().as_bytes()) => Ok(()),
+        Some(given) if secret.matches(&given) => Ok(()),
         Some(_) => Err(refused(&format!(
             "the shared secret in `{}` or `?{TOKEN_PARAMETER}=` is wrong",
             callbacks.secret_header
@@ -139,12 +132,12 @@ fn delivery_report(
         .as_deref()
         .and_then(|field| fields.get(field))
         .filter(|id| !id.is_empty());
-    Ok(CallbackEvent::DeliveryReport {
-        provider_id: provider_id.into(),
-        message_id: message_id.map(Into::into).into(),
-        status: delivery_status,
-        detail: detail.into(),
-    })
+    Ok(CallbackEvent::delivery_report(
+        provider_id,
+        message_id.as_deref(),
+        delivery_status,
+        detail,
+    ))
 }
 
 fn inbound_sms(inbound: &InboundFields, fields: &Fields, text: String) -> Result<CallbackEvent, ModuleError> {

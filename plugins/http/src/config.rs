@@ -10,10 +10,10 @@ use serde::{
 };
 use serde_json::Value;
 
-use plugin_api::ModuleError;
+use plugin_api::{ModuleError, Secret};
 
 use crate::{
-    secret::{Redactor, Secret},
+    redactor::Redactor,
     status::StatusSet,
     template::{JsonTemplate, Secrets, Template},
 };

@@ -116,15 +116,15 @@
 
 mod callback;
 mod config;
+mod redactor;
 mod request;
 mod response;
-mod secret;
 mod status;
 mod template;
 
 use plugin_api::{
-    abi_stable::std_types::RBox, export_sms_module, CallbackReply, CallbackRequest, Host, HttpResponse,
-    ModuleError, OutboundSms, SmsModule, Step,
+    export_sms_module, CallbackReply, CallbackRequest, Host, HttpResponse, ModuleError, OutboundSms,
+    SmsModule, Step,
 };
 
 use crate::config::Config;
@@ -160,8 +160,7 @@ impl SmsModule for HttpModule {
     }
 
     fn send(&self, sms: &OutboundSms) -> Result<Step, ModuleError> {
-        let request = request::build(&self.config, sms)?;
-        Ok(Step::Http(RBox::new(request)))
+        Ok(Step::http(request::build(&self.config, sms)?))
     }
 
     fn send_response(&self, sms: &OutboundSms, response: &HttpResponse) -> Result<Step, ModuleError> {
@@ -179,13 +178,10 @@ impl SmsModule for HttpModule {
 
     fn self_check(&self) -> Result<Step, ModuleError> {
         // A generic provider has no request known to be harmless (a send costs money).
-        Ok(Step::Done {
-            result: format!(
-                "configuration accepted; SMS will be sent with {} {} (no request made)",
-                self.config.method, self.config.origin
-            )
-            .into(),
-        })
+        Ok(Step::done(format!(
+            "configuration accepted; SMS will be sent with {} {} (no request made)",
+            self.config.method, self.config.origin
+        )))
     }
 }
 

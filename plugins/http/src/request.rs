@@ -1,7 +1,7 @@
 //! The request for one SMS, built from the blob's templates.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use plugin_api::{Header, HttpRequest, ModuleError, OutboundSms};
+use plugin_api::{HttpRequest, ModuleError, OutboundSms};
 
 use crate::{
     config::{Body, Config},
@@ -25,7 +25,7 @@ pub fn build(config: &Config, sms: &OutboundSms) -> Result<HttpRequest, ModuleEr
         out.extend(utf8_percent_encode(value, URL_VALUE))
     });
 
-    let mut headers = Vec::with_capacity(config.headers.len());
+    let mut request = HttpRequest::new(&config.method, url);
     for (name, template) in &config.headers {
         let value = template.render(&values);
         // Only the SMS's text can bring one: the gateway checks numbers and ids.
@@ -34,7 +34,7 @@ pub fn build(config: &Config, sms: &OutboundSms) -> Result<HttpRequest, ModuleEr
                 "this SMS cannot be sent: header `{name}` would hold a line break from its text"
             )));
         }
-        headers.push(Header::new(name.as_str(), value));
+        request = request.header(name, value);
     }
 
     let body = match &config.body {
@@ -49,10 +49,7 @@ pub fn build(config: &Config, sms: &OutboundSms) -> Result<HttpRequest, ModuleEr
         }
     };
 
-    Ok(HttpRequest {
-        method: config.method.as_str().into(),
-        url: url.into(),
-        headers: headers.into(),
-        body: body.into(),
-    })
+    // The blob's headers already hold the Content-Type (see `Config::headers`).
+    request.body = body.into();
+    Ok(request)
 }

@@ -6,11 +6,8 @@ use serde_json::Value;
 
 use crate::{
     config::{value_text, AnswerStatus, Config, MessageIdSource},
-    secret::Redactor,
+    redactor::Redactor,
 };
-
-/// The most of a provider's answer an error quotes, in characters.
-pub const EXCERPT_CHARS: usize = 200;
 
 pub fn read(config: &Config, sms: &OutboundSms, response: &HttpResponse) -> Result<Step, ModuleError> {
     let status = response.status;
@@ -69,7 +66,7 @@ pub fn read(config: &Config, sms: &OutboundSms, response: &HttpResponse) -> Resu
                 })?
         }
     };
-    Ok(Step::Done { result: id.into() })
+    Ok(Step::done(id))
 }
 
 /// For a provider that answers 2xx and says in the body whether it took the SMS.
@@ -95,7 +92,7 @@ fn check_answer_status(
         .as_deref()
         .and_then(|pointer| answer.pointer(pointer))
         .and_then(value_text)
-        .map(|detail| shorten(&redactor.redact(&detail)))
+        .map(|detail| excerpt(detail.as_bytes(), redactor))
         .unwrap_or_else(quoted);
     let message = format!("provider refused the SMS with status `{value}`: {detail}");
     Err(if check.transient.contains(&value) {
@@ -105,27 +102,10 @@ fn check_answer_status(
     })
 }
 
-/// A provider's answer as an error may quote it: credentials blanked out, white space
-/// collapsed, at most [`EXCERPT_CHARS`] characters.
+/// A provider's answer as an error may quote it: credentials blanked out, then one
+/// short line ([`plugin_api::excerpt`]).
 pub fn excerpt(body: &[u8], redactor: &Redactor) -> String {
-    let text = redactor.redact(&String::from_utf8_lossy(body));
-    let text = shorten(&text);
-    if text.is_empty() {
-        "(empty body)".to_string()
-    } else {
-        text
-    }
-}
-
-fn shorten(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.chars().count() <= EXCERPT_CHARS {
-        collapsed
-    } else {
-        let mut cut: String = collapsed.chars().take(EXCERPT_CHARS - 1).collect();
-        cut.push('…');
-        cut
-    }
+    plugin_api::excerpt(redactor.redact(&String::from_utf8_lossy(body)))
 }
 
 #[cfg(test)]
@@ -138,7 +118,7 @@ mod tests {
         redactor.add("s3cr3t-key");
         let long = format!("error:\n  bad key s3cr3t-key\t{}", "x".repeat(500));
         let text = excerpt(long.as_bytes(), &redactor);
-        assert_eq!(text.chars().count(), EXCERPT_CHARS);
+        assert_eq!(text.chars().count(), plugin_api::EXCERPT_CHARS);
         assert!(text.starts_with("error: bad key [redacted] xxx"), "{text}");
         assert!(text.ends_with('…'));
         assert_eq!(excerpt(b"  \n", &redactor), "(empty body)");

@@ -8,7 +8,7 @@
 use plugin_api::OutboundSms;
 use serde_json::Value;
 
-use crate::secret::Secret;
+use plugin_api::Secret;
 
 /// The placeholders a template may use, for error messages.
 const KNOWN: &str =

@@ -3,8 +3,8 @@
 //! refused. The two documented examples are tested as written in `blobs/`.
 
 use plugin_api::{
-    CallbackEvent, CallbackRequest, DeliveryStatus, ErrorKind, Header, Host, HttpRequest, HttpResponse,
-    ModuleError, OutboundSms, SmsModule, Step,
+    CallbackEvent, CallbackRequest, DeliveryStatus, ErrorKind, Host, HttpRequest, HttpResponse, ModuleError,
+    OutboundSms, SmsModule,
 };
 use serde_json::json;
 
@@ -28,10 +28,10 @@ fn module(blob: &str) -> HttpModule {
 }
 
 fn request(module: &HttpModule, sms: &OutboundSms) -> HttpRequest {
-    match module.send(sms).unwrap() {
-        Step::Http(request) => (*request).clone(),
-        other => panic!("expected a request, got {other:?}"),
-    }
+    let step = module.send(sms).unwrap();
+    step.as_http()
+        .unwrap_or_else(|| panic!("expected a request, got {step:?}"))
+        .clone()
 }
 
 fn headers(request: &HttpRequest) -> Vec<(&str, &str)> {
@@ -43,38 +43,29 @@ fn headers(request: &HttpRequest) -> Vec<(&str, &str)> {
 }
 
 fn answer(status: u16, body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![Header::new("Content-Type", "application/json")].into(),
-        body: body.as_bytes().to_vec().into(),
-    }
+    HttpResponse::new(status, body).with_header("Content-Type", "application/json")
 }
 
 fn sent(module: &HttpModule, response: &HttpResponse) -> Result<String, ModuleError> {
-    match module.send_response(&sms("hi"), response)? {
-        Step::Done { result } => Ok(result.into()),
-        other => panic!("expected the id, got {other:?}"),
-    }
+    let step = module.send_response(&sms("hi"), response)?;
+    Ok(step
+        .as_done()
+        .unwrap_or_else(|| panic!("expected the id, got {step:?}"))
+        .to_string())
 }
 
 fn callback(query: &str, headers: &[(&str, &str)], body: &str) -> CallbackRequest {
-    CallbackRequest {
-        method: "POST".into(),
-        path: "/v1/providers/http/callback".into(),
-        query: query.into(),
-        headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
-        body: body.as_bytes().to_vec().into(),
-    }
+    let mut request = CallbackRequest::post(body).with_query(query);
+    request.path = "/v1/providers/http/callback".into();
+    headers
+        .iter()
+        .fold(request, |request, (name, value)| request.with_header(name, value))
 }
 
 fn events(module: &HttpModule, request: &CallbackRequest) -> Result<Vec<CallbackEvent>, ModuleError> {
     let reply = module.parse_callback(request)?;
     assert_eq!(reply.status, 200);
-    Ok(reply
-        .events
-        .iter()
-        .map(|e| e.as_enum().unwrap().clone())
-        .collect())
+    Ok(reply.into_events())
 }
 
 fn report(
@@ -83,12 +74,7 @@ fn report(
     status: DeliveryStatus,
     detail: &str,
 ) -> CallbackEvent {
-    CallbackEvent::DeliveryReport {
-        provider_id: provider_id.into(),
-        message_id: message_id.map(Into::into).into(),
-        status,
-        detail: detail.into(),
-    }
+    CallbackEvent::delivery_report(provider_id, message_id, status, detail)
 }
 
 fn inbound(from: &str, to: &str, text: &str, provider_id: &str) -> CallbackEvent {
@@ -412,8 +398,7 @@ fn the_message_id_comes_from_a_pointer_a_header_or_the_gateway() {
     );
 
     let by_header = module(r#"{"url": "https://api.example/sms", "message_id_header": "X-Message-Id"}"#);
-    let mut response = answer(202, "");
-    response.headers.push(Header::new("x-message-id", " m-77 "));
+    let response = answer(202, "").with_header("x-message-id", " m-77 ");
     assert_eq!(sent(&by_header, &response).unwrap(), "m-77");
     let err = sent(&by_header, &answer(202, "")).unwrap_err();
     assert!(err.message.contains("without a `X-Message-Id` header"), "{err}");
@@ -824,12 +809,8 @@ fn secrets_never_appear_in_errors() {
 fn self_check_names_the_endpoint_without_making_a_request() {
     let module = module(r#"{"url": "https://api.example:8443/v1/sms?key=abc", "method": "PUT"}"#);
     assert_eq!(
-        module.self_check().unwrap(),
-        Step::Done {
-            result:
-                "configuration accepted; SMS will be sent with PUT https://api.example:8443 (no request made)"
-                    .into()
-        }
+        module.self_check().unwrap().as_done(),
+        Some("configuration accepted; SMS will be sent with PUT https://api.example:8443 (no request made)")
     );
 }
 

@@ -35,12 +35,11 @@ enum Callback {
 
 pub fn parse(config: &Config, request: &CallbackRequest) -> Result<CallbackReply, ModuleError> {
     if let Some(token) = &config.callback_token {
-        let given = request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(TOKEN_HEADER))
-            .map(|h| h.value.as_bytes());
-        if !given.is_some_and(|given| constant_time_eq(given, token.expose().as_bytes())) {
+        // `matches` compares in constant time: timing tells a guesser nothing.
+        if !request
+            .header(TOKEN_HEADER)
+            .is_some_and(|given| token.matches(given))
+        {
             // An error refuses the callback: the gateway answers it with an error status.
             return Err(refused(&format!("missing or wrong {TOKEN_HEADER}")));
         }
@@ -53,16 +52,15 @@ pub fn parse(config: &Config, request: &CallbackRequest) -> Result<CallbackReply
             reference,
             status,
             reason,
-        } => CallbackEvent::DeliveryReport {
-            provider_id: id.into(),
-            message_id: reference.map(Into::into).into(),
-            status: delivery_status(&status),
-            detail: match reason {
+        } => CallbackEvent::delivery_report(
+            id,
+            reference.as_deref(),
+            delivery_status(&status),
+            match reason {
                 Some(reason) => format!("{status}: {reason}"),
                 None => status,
-            }
-            .into(),
-        },
+            },
+        ),
         Callback::Received { id, from, to, text } => CallbackEvent::Inbound {
             from: from.into(),
             to: to.into(),
@@ -86,9 +84,4 @@ fn delivery_status(status: &str) -> DeliveryStatus {
 
 fn refused(reason: &str) -> ModuleError {
     ModuleError::permanent(format!("callback refused: {reason}"))
-}
-
-/// Compares secrets in a time that does not depend on where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -6,9 +6,9 @@
 
 use std::fmt;
 
-use serde::{de::Error as _, Deserialize, Deserializer};
+use serde::Deserialize;
 
-use plugin_api::ModuleError;
+use plugin_api::{ModuleError, Secret};
 
 /// The example API's address; a test points it at a local server.
 pub const DEFAULT_BASE_URL: &str = "https://api.example-sms.invalid";
@@ -67,33 +67,4 @@ impl Config {
 
 fn bad(key: &str, reason: impl fmt::Display) -> ModuleError {
     ModuleError::configuration(format!("`{key}`: {reason}"))
-}
-
-/// A credential: its `Debug` hides it, and a value of the wrong type is refused
-/// without being quoted (serde's own message would quote a number).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value itself, for a request or a comparison; never for a message.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(deserializer)? {
-            serde_json::Value::String(value) => Ok(Secret(value)),
-            _ => Err(D::Error::custom(
-                "expected a string (the value is not shown: it is secret)",
-            )),
-        }
-    }
 }

@@ -16,7 +16,7 @@
 //! | `lib.rs` | | ties the steps to [`SmsModule`] and exports the module |
 //! | `tests.rs` | | the exact request, every kind of answer, callbacks, bad blobs, secrets kept out of errors |
 //!
-//! A module never opens a connection: `send` returns [`Step::Http`], the gateway makes
+//! A module never opens a connection: `send` returns [`Step::http`], the gateway makes
 //! the request (with its own TLS, time limits and retries) and calls `send_response`
 //! with the answer. See `plugin-api`, "Who does the I/O".
 //!
@@ -41,8 +41,8 @@ mod request;
 mod response;
 
 use plugin_api::{
-    abi_stable::std_types::RBox, export_sms_module, CallbackReply, CallbackRequest, Host, HttpResponse,
-    ModuleError, OutboundSms, SmsModule, Step,
+    export_sms_module, CallbackReply, CallbackRequest, Host, HttpResponse, ModuleError, OutboundSms,
+    SmsModule, Step,
 };
 
 use crate::config::Config;
@@ -77,12 +77,12 @@ impl SmsModule for TemplateModule {
     }
 
     fn send(&self, sms: &OutboundSms) -> Result<Step, ModuleError> {
-        Ok(Step::Http(RBox::new(request::send(&self.config, sms))))
+        Ok(Step::http(request::send(&self.config, sms)))
     }
 
     fn send_response(&self, _sms: &OutboundSms, response: &HttpResponse) -> Result<Step, ModuleError> {
         // FILL IN: a provider that needs a second request (a token, then the send)
-        // returns another `Step::Http` here, and is called again with its answer.
+        // returns another `Step::http` here, and is called again with its answer.
         response::sent(&self.config, response)
     }
 
@@ -91,7 +91,7 @@ impl SmsModule for TemplateModule {
     }
 
     fn self_check(&self) -> Result<Step, ModuleError> {
-        Ok(Step::Http(RBox::new(request::account(&self.config))))
+        Ok(Step::http(request::account(&self.config)))
     }
 
     fn self_check_response(&self, response: &HttpResponse) -> Result<Step, ModuleError> {

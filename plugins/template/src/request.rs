@@ -4,7 +4,7 @@
 //! FILL IN: your provider's endpoint, authentication and body. The example API takes
 //! `POST /v1/messages` with a bearer key and a JSON body.
 
-use plugin_api::{Header, HttpRequest, OutboundSms};
+use plugin_api::{HttpRequest, OutboundSms};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -28,33 +28,17 @@ pub fn send(config: &Config, sms: &OutboundSms) -> HttpRequest {
         text: &sms.text,
         reference: &sms.id,
     };
-    HttpRequest {
-        method: "POST".into(),
-        url: format!("{}/v1/messages", config.base_url).into(),
-        headers: vec![
-            Header::new("Authorization", format!("Bearer {}", config.api_key.expose())),
-            Header::new("Content-Type", "application/json"),
-            Header::new("Accept", "application/json"),
-        ]
-        .into(),
+    HttpRequest::post(format!("{}/v1/messages", config.base_url))
+        .header("Authorization", format!("Bearer {}", config.api_key.expose()))
+        .header("Accept", "application/json")
         // Serialising, never formatting strings by hand: the text may hold any character.
-        body: serde_json::to_vec(&body)
-            .expect("strings always serialise")
-            .into(),
-    }
+        .json(&body)
 }
 
 /// A request that costs nothing and proves the credentials, for the self-check.
 /// FILL IN: your provider's cheapest authenticated read (an account or balance query).
 pub fn account(config: &Config) -> HttpRequest {
-    HttpRequest {
-        method: "GET".into(),
-        url: format!("{}/v1/account", config.base_url).into(),
-        headers: vec![
-            Header::new("Authorization", format!("Bearer {}", config.api_key.expose())),
-            Header::new("Accept", "application/json"),
-        ]
-        .into(),
-        body: Vec::new().into(),
-    }
+    HttpRequest::get(format!("{}/v1/account", config.base_url))
+        .header("Authorization", format!("Bearer {}", config.api_key.expose()))
+        .header("Accept", "application/json")
 }

@@ -2,8 +2,8 @@
 //! checks with your provider's documented requests and answers.
 
 use plugin_api::{
-    CallbackEvent, CallbackRequest, DeliveryStatus, ErrorKind, Header, Host, HttpRequest, HttpResponse,
-    ModuleError, OutboundSms, SmsModule, Step,
+    CallbackEvent, CallbackRequest, DeliveryStatus, ErrorKind, Host, HttpRequest, HttpResponse, ModuleError,
+    OutboundSms, SmsModule, Step,
 };
 use serde_json::json;
 
@@ -26,47 +26,33 @@ fn module(blob: &str) -> TemplateModule {
 }
 
 fn http(step: Step) -> HttpRequest {
-    match step {
-        Step::Http(request) => (*request).clone(),
-        other => panic!("expected a request, got {other:?}"),
-    }
+    step.as_http()
+        .unwrap_or_else(|| panic!("expected a request, got {step:?}"))
+        .clone()
 }
 
 fn answer(status: u16, body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![Header::new("Content-Type", "application/json")].into(),
-        body: body.as_bytes().to_vec().into(),
-    }
+    HttpResponse::new(status, body).with_header("Content-Type", "application/json")
 }
 
 fn sent(module: &TemplateModule, response: &HttpResponse) -> Result<String, ModuleError> {
-    match module.send_response(&sms("hi"), response)? {
-        Step::Done { result } => Ok(result.into()),
-        other => panic!("expected the id, got {other:?}"),
-    }
+    let step = module.send_response(&sms("hi"), response)?;
+    Ok(step
+        .as_done()
+        .unwrap_or_else(|| panic!("expected the id, got {step:?}"))
+        .to_string())
 }
 
 fn callback(token: Option<&str>, body: &str) -> CallbackRequest {
-    CallbackRequest {
-        method: "POST".into(),
-        path: "/v1/providers/template/callback".into(),
-        query: "".into(),
-        headers: token
-            .map(|t| Header::new("X-Example-Token", t))
-            .into_iter()
-            .collect(),
-        body: body.as_bytes().to_vec().into(),
+    let request = CallbackRequest::post(body);
+    match token {
+        Some(token) => request.with_header("X-Example-Token", token),
+        None => request,
     }
 }
 
 fn events(module: &TemplateModule, request: &CallbackRequest) -> Result<Vec<CallbackEvent>, ModuleError> {
-    let reply = module.parse_callback(request)?;
-    Ok(reply
-        .events
-        .iter()
-        .map(|e| e.as_enum().unwrap().clone())
-        .collect())
+    Ok(module.parse_callback(request)?.into_events())
 }
 
 #[test]
@@ -84,8 +70,8 @@ fn send_builds_the_exact_request() {
         headers,
         [
             ("Authorization", "Bearer ex_live_8f7e6d5c4b3a"),
-            ("Content-Type", "application/json"),
             ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
         ]
     );
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
@@ -158,12 +144,12 @@ fn callbacks_become_reports_and_inbound_sms() {
                      "reason": "unknown subscriber"}"#;
     assert_eq!(
         events(&module, &callback(token, report)).unwrap(),
-        [CallbackEvent::DeliveryReport {
-            provider_id: "msg_42".into(),
-            message_id: Some("01J9ZQ3MSG".into()).into(),
-            status: DeliveryStatus::UNDELIVERED,
-            detail: "failed: unknown subscriber".into(),
-        }]
+        [CallbackEvent::delivery_report(
+            "msg_42",
+            Some("01J9ZQ3MSG"),
+            DeliveryStatus::UNDELIVERED,
+            "failed: unknown subscriber"
+        )]
     );
     for (status, expected) in [
         ("delivered", DeliveryStatus::DELIVERED),

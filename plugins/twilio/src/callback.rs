@@ -1,10 +1,7 @@
 //! Twilio's callbacks: status callbacks for the messages the gateway sent, and the
 //! webhook of an inbound SMS. Both are form posts; both are signed.
 
-use plugin_api::{
-    abi_stable::std_types::RString, CallbackEvent, CallbackReply, CallbackRequest, DeliveryStatus,
-    ModuleError,
-};
+use plugin_api::{CallbackEvent, CallbackReply, CallbackRequest, DeliveryStatus, ModuleError};
 
 use crate::{config::Config, request::MESSAGE_ID_PARAMETER, signature};
 
@@ -21,12 +18,7 @@ pub fn parse(config: &Config, request: &CallbackRequest) -> Result<CallbackReply
         } else {
             format!("{public_url}?{}", request.query)
         };
-        let header = request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("X-Twilio-Signature"))
-            .map(|h| h.value.as_str());
-        match header {
+        match request.header("X-Twilio-Signature") {
             None => return Err(refused("it has no X-Twilio-Signature")),
             Some(given) if !signature::is_valid(auth_token.expose(), &url, &params, given) => {
                 return Err(refused(
@@ -48,17 +40,17 @@ pub fn parse(config: &Config, request: &CallbackRequest) -> Result<CallbackReply
             get("MessageSid").ok_or_else(|| refused("a status callback without `MessageSid`"))?;
         let message_id = form_urlencoded::parse(request.query.as_bytes())
             .find(|(name, _)| name == MESSAGE_ID_PARAMETER)
-            .map(|(_, id)| RString::from(id.into_owned()));
+            .map(|(_, id)| id.into_owned());
         let detail = match get("ErrorCode").filter(|code| !code.is_empty()) {
             Some(code) => format!("{status} (error {code})"),
             None => status.to_string(),
         };
-        let event = CallbackEvent::DeliveryReport {
-            provider_id: provider_id.into(),
-            message_id: message_id.into(),
-            status: delivery_status(status),
-            detail: detail.into(),
-        };
+        let event = CallbackEvent::delivery_report(
+            provider_id,
+            message_id.as_deref(),
+            delivery_status(status),
+            detail,
+        );
         return Ok(CallbackReply::ok(vec![event]));
     }
 
@@ -71,10 +63,7 @@ pub fn parse(config: &Config, request: &CallbackRequest) -> Result<CallbackReply
             text: text.into(),
             provider_id: required("MessageSid")?.into(),
         };
-        let mut reply = CallbackReply::ok(vec![event]);
-        reply.content_type = "text/xml".into();
-        reply.body = EMPTY_TWIML.into();
-        return Ok(reply);
+        return Ok(CallbackReply::ok(vec![event]).with_body("text/xml", EMPTY_TWIML));
     }
 
     Err(refused(

@@ -5,9 +5,7 @@ use std::fmt;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use plugin_api::ModuleError;
-
-use crate::secret::Secret;
+use plugin_api::{ModuleError, Secret};
 
 /// Twilio's REST API, unless `base_url` says otherwise (tests point it at a local server).
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
@@ -83,14 +81,14 @@ impl RawConfig {
         if let Some(sid) = &self.messaging_service_sid {
             check_sid(sid, "MG").map_err(|reason| bad("messaging_service_sid", reason))?;
         }
-        if self.auth_token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+        if self.auth_token.as_ref().is_some_and(Secret::is_empty) {
             return Err(bad("auth_token", "is empty"));
         }
 
         let (user, password) = match (&self.api_key_sid, &self.api_key_secret, &self.auth_token) {
             (Some(sid), Some(secret), _) => {
                 check_sid(sid, "SK").map_err(|reason| bad("api_key_sid", reason))?;
-                if secret.expose().is_empty() {
+                if secret.is_empty() {
                     return Err(bad("api_key_secret", "is empty"));
                 }
                 (sid, secret)

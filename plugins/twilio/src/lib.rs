@@ -36,9 +36,9 @@
 //! (E.164), `From` (the SMS's sender) or `MessagingServiceSid`, `Body`, and
 //! `StatusCallback` when configured. The message's `sid` in the JSON answer is the
 //! provider id. Twilio's error (`code`, `message`, `more_info`) is quoted in the error:
-//! 429 and 5xx are transient (the gateway retries), 401 is a configuration error (the
-//! credentials), any other status permanent — for example 400 with code 21211, an
-//! invalid `To` number. The self-check fetches `GET …/Accounts/{account_sid}.json`,
+//! 408, 429 and 5xx are transient (the gateway retries), 401 and 403 are configuration
+//! errors (the credentials, or what the account may do), any other status permanent —
+//! for example 400 with code 21211, an invalid `To` number. The self-check fetches `GET …/Accounts/{account_sid}.json`,
 //! which proves the credentials and that the account is `active`, and costs nothing.
 //!
 //! # Callbacks
@@ -63,14 +63,14 @@
 
 mod callback;
 mod config;
+mod redact;
 mod request;
 mod response;
-mod secret;
 pub mod signature;
 
 use plugin_api::{
-    abi_stable::std_types::RBox, export_sms_module, CallbackReply, CallbackRequest, Host, HttpResponse,
-    ModuleError, OutboundSms, SmsModule, Step,
+    export_sms_module, CallbackReply, CallbackRequest, Host, HttpResponse, ModuleError, OutboundSms,
+    SmsModule, Step,
 };
 
 use crate::config::Config;
@@ -105,8 +105,7 @@ impl SmsModule for TwilioModule {
     }
 
     fn send(&self, sms: &OutboundSms) -> Result<Step, ModuleError> {
-        let request = request::create_message(&self.config, sms)?;
-        Ok(Step::Http(RBox::new(request)))
+        Ok(Step::http(request::create_message(&self.config, sms)?))
     }
 
     fn send_response(&self, _sms: &OutboundSms, response: &HttpResponse) -> Result<Step, ModuleError> {
@@ -118,7 +117,7 @@ impl SmsModule for TwilioModule {
     }
 
     fn self_check(&self) -> Result<Step, ModuleError> {
-        Ok(Step::Http(RBox::new(request::fetch_account(&self.config))))
+        Ok(Step::http(request::fetch_account(&self.config)))
     }
 
     fn self_check_response(&self, response: &HttpResponse) -> Result<Step, ModuleError> {

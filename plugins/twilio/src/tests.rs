@@ -3,7 +3,7 @@
 //! blobs refused.
 
 use plugin_api::{
-    CallbackEvent, CallbackReply, CallbackRequest, DeliveryStatus, ErrorKind, Header, Host, HttpRequest,
+    CallbackEvent, CallbackReply, CallbackRequest, DeliveryStatus, ErrorKind, Host, HttpRequest,
     HttpResponse, ModuleError, OutboundSms, SmsModule, Step,
 };
 use serde_json::json;
@@ -41,10 +41,9 @@ fn module(extra: serde_json::Value) -> TwilioModule {
 }
 
 fn http(step: Step) -> HttpRequest {
-    match step {
-        Step::Http(request) => (*request).clone(),
-        other => panic!("expected a request, got {other:?}"),
-    }
+    step.as_http()
+        .unwrap_or_else(|| panic!("expected a request, got {step:?}"))
+        .clone()
 }
 
 fn headers(request: &HttpRequest) -> Vec<(&str, &str)> {
@@ -56,40 +55,30 @@ fn headers(request: &HttpRequest) -> Vec<(&str, &str)> {
 }
 
 fn answer(status: u16, body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![Header::new("Content-Type", "application/json")].into(),
-        body: body.as_bytes().to_vec().into(),
-    }
+    HttpResponse::new(status, body).with_header("Content-Type", "application/json")
 }
 
 fn sent(module: &TwilioModule, response: &HttpResponse) -> Result<String, ModuleError> {
-    match module.send_response(&sms("hi"), response)? {
-        Step::Done { result } => Ok(result.into()),
-        other => panic!("expected the sid, got {other:?}"),
-    }
+    let step = module.send_response(&sms("hi"), response)?;
+    Ok(step
+        .as_done()
+        .unwrap_or_else(|| panic!("expected the sid, got {step:?}"))
+        .to_string())
 }
 
 fn callback(query: &str, signature: Option<&str>, body: &str) -> CallbackRequest {
-    let mut headers = vec![Header::new("Content-Type", "application/x-www-form-urlencoded")];
-    if let Some(signature) = signature {
-        headers.push(Header::new("X-Twilio-Signature", signature));
-    }
-    CallbackRequest {
-        method: "POST".into(),
-        path: "/v1/providers/twilio/callback".into(),
-        query: query.into(),
-        headers: headers.into(),
-        body: body.as_bytes().to_vec().into(),
+    let mut request = CallbackRequest::post(body)
+        .with_query(query)
+        .with_header("Content-Type", "application/x-www-form-urlencoded");
+    request.path = "/v1/providers/twilio/callback".into();
+    match signature {
+        Some(signature) => request.with_header("X-Twilio-Signature", signature),
+        None => request,
     }
 }
 
 fn events(reply: &CallbackReply) -> Vec<CallbackEvent> {
-    reply
-        .events
-        .iter()
-        .map(|e| e.as_enum().unwrap().clone())
-        .collect()
+    reply.clone().into_events()
 }
 
 fn refusal(blob: &str) -> String {
@@ -117,8 +106,8 @@ fn send_posts_twilios_messages_request() {
                 "Authorization",
                 "Basic QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjo5ZjRiMmMxZDBlOGE3YjZjNWQ0ZTNmMmExYjBjOWQ4ZQ=="
             ),
-            ("Content-Type", "application/x-www-form-urlencoded"),
             ("Accept", "application/json"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
         ]
     );
     assert_eq!(
@@ -203,6 +192,12 @@ fn twilios_errors_are_quoted_and_classified() {
             "Twilio refused the SMS (HTTP 401): error 20003: Authenticate (https://www.twilio.com/docs/errors/20003)",
         ),
         (
+            403,
+            "Forbidden",
+            ErrorKind::CONFIGURATION,
+            "Twilio refused the SMS (HTTP 403): Forbidden",
+        ),
+        (
             429,
             r#"{"code": 20429, "message": "Too Many Requests", "status": 429}"#,
             ErrorKind::TRANSIENT,
@@ -264,12 +259,12 @@ fn signed_status_callbacks_become_delivery_reports() {
     assert_eq!((reply.status, reply.body.as_str()), (200, ""));
     assert_eq!(
         events(&reply),
-        [CallbackEvent::DeliveryReport {
-            provider_id: "SM1f2e3d4c5b6a79880f1e2d3c4b5a6978".into(),
-            message_id: Some("01J9ZQ3MSG".into()).into(),
-            status: DeliveryStatus::UNDELIVERED,
-            detail: "undelivered (error 30003)".into(),
-        }]
+        [CallbackEvent::delivery_report(
+            "SM1f2e3d4c5b6a79880f1e2d3c4b5a6978",
+            Some("01J9ZQ3MSG"),
+            DeliveryStatus::UNDELIVERED,
+            "undelivered (error 30003)"
+        )]
     );
 }
 
@@ -366,12 +361,7 @@ fn message_status_values_map_to_delivery_statuses() {
         let reply = module.parse_callback(&callback("", None, &body)).unwrap();
         assert_eq!(
             events(&reply),
-            [CallbackEvent::DeliveryReport {
-                provider_id: "SM1".into(),
-                message_id: None.into(),
-                status: expected,
-                detail: detail.into(),
-            }],
+            [CallbackEvent::delivery_report("SM1", None, expected, detail)],
             "{status}"
         );
     }
@@ -416,9 +406,9 @@ fn the_self_check_fetches_the_account() {
         "type": "Full"}"#;
     assert_eq!(
         module.self_check_response(&answer(200, active)).unwrap(),
-        Step::Done {
-            result: format!("Twilio accepted the credentials; account {ACCOUNT} is active (Full)").into()
-        }
+        Step::done(format!(
+            "Twilio accepted the credentials; account {ACCOUNT} is active (Full)"
+        ))
     );
     let suspended = r#"{"status": "suspended", "type": "Trial"}"#;
     let err = module.self_check_response(&answer(200, suspended)).unwrap_err();

@@ -8,8 +8,7 @@
 //! is a permanent error.
 
 use plugin_api::{
-    abi_stable::std_types::RBox, export_sms_module, Header, Host, HttpRequest, HttpResponse, ModuleError,
-    OutboundSms, SmsModule, Step,
+    export_sms_module, Host, HttpRequest, HttpResponse, ModuleError, OutboundSms, SmsModule, Step,
 };
 use serde::Deserialize;
 
@@ -32,12 +31,7 @@ pub struct Steps {
 
 impl Steps {
     fn request(&self, step: u32) -> Step {
-        Step::Http(RBox::new(HttpRequest {
-            method: "POST".into(),
-            url: self.config.url.as_str().into(),
-            headers: vec![Header::new("X-Step", step.to_string())].into(),
-            body: Vec::new().into(),
-        }))
+        Step::http(HttpRequest::post(self.config.url.as_str()).header("X-Step", step.to_string()))
     }
 }
 
@@ -74,9 +68,7 @@ impl SmsModule for Steps {
         if step < self.config.exchanges {
             Ok(self.request(step + 1))
         } else {
-            Ok(Step::Done {
-                result: format!("steps-{}-{step}", sms.id).into(),
-            })
+            Ok(Step::done(format!("steps-{}-{step}", sms.id)))
         }
     }
 }
