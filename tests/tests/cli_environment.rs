@@ -53,6 +53,7 @@ async fn gateway_token_in_the_environment_broke_the_server_commands() {
     let library = build_dir().join("libfile.so").display().to_string();
     let blob = serde_json::json!({ "path": dir.join("conformance.jsonl") }).to_string();
     let csv = csv.display().to_string();
+    let database = e2e::postgres::database();
 
     let commands: Vec<(&str, Vec<&str>)> = vec![
         ("config", vec!["--config", &file, "config"]),
@@ -60,6 +61,10 @@ async fn gateway_token_in_the_environment_broke_the_server_commands() {
         ("check-smtp", vec!["--config", &file, "check-smtp"]),
         ("modules list", vec!["--config", &file, "modules", "list"]),
         ("modules check", vec!["--config", &file, "modules", "check"]),
+        (
+            "store migrate",
+            vec!["--config", &file, "store", "migrate", "--to", &database],
+        ),
         (
             "modules conformance",
             vec!["modules", "conformance", &library, "--blob", &blob],
@@ -132,6 +137,11 @@ async fn gateway_token_in_the_environment_broke_the_server_commands() {
     };
     assert!(output("config").contains("sms.module"), "{}", output("config"));
     assert!(output("check-smtp").contains("ok"), "{}", output("check-smtp"));
+    assert!(
+        output("store migrate").contains("copied"),
+        "{}",
+        output("store migrate")
+    );
     assert!(output("send-sms").contains(" sent"), "{}", output("send-sms"));
     assert!(
         output("mailing send").contains("sent 2 failed 0"),
