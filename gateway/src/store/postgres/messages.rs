@@ -144,6 +144,33 @@ pub(super) async fn lease(
     Ok(leased.into_iter().map(|(_, leased)| leased).collect())
 }
 
+/// Applies one settlement on its own, in one statement (PostgreSQL commits it alone),
+/// when it needs nothing else in its transaction: any outcome but an SMS sent, which
+/// must take its held report with it. `None` when it must go through [`settle`] in a
+/// transaction instead (an SMS sent, or a stale lease of an e-mail sent, which settles
+/// nothing either way).
+pub(super) async fn settle_alone(db: &impl GenericClient, settlement: &Settlement) -> Attempt<Option<bool>> {
+    let Settlement { id, token, outcome } = settlement;
+    match outcome {
+        Outcome::Sent { provider_id } => {
+            let sent = execute(
+                db,
+                "UPDATE messages
+                 SET status = 'sent', provider_id = $3, error = NULL,
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+                     updated_at = gateway_now()
+                 WHERE id = $1 AND status = 'sending' AND lease_token = $2 AND channel = 'email'",
+                &[id, &token.as_str(), provider_id],
+            )
+            .await?;
+            Ok((sent == 1).then_some(true))
+        }
+        Outcome::Retry { .. } | Outcome::Failed { .. } | Outcome::GiveBack { .. } => {
+            Ok(Some(settle(db, settlement).await?))
+        }
+    }
+}
+
 /// Applies one settlement if its lease is still the one in force; true if it applied.
 pub(super) async fn settle(db: &impl GenericClient, settlement: &Settlement) -> Attempt<bool> {
     // Every outcome is guarded the same way: the message is still `sending` under this
