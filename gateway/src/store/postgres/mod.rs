@@ -233,9 +233,33 @@ impl PostgresStore {
             .map_err(|e| Failure::from(e).into_store_error("get a database connection"))
     }
 
-    /// Runs `attempt` (one transaction on a connection of the pool) until it succeeds,
-    /// fails for a reason of its own, or has lost [`CONFLICT_RETRIES`] races.
+    /// Runs `attempt`, a write (one transaction on a connection of the pool), until it
+    /// succeeds, fails for a reason of its own, or has lost [`CONFLICT_RETRIES`] races;
+    /// what [`Store::health`] reports follows whether writes succeed.
     async fn run<T, F, Fut>(&self, operation: &'static str, attempt: F) -> Result<T, StoreError>
+    where
+        F: Fn(deadpool_postgres::Client) -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        self.attempt(operation, true, attempt).await
+    }
+
+    /// Runs `attempt`, a read, as [`PostgresStore::run`] does; a database that answers
+    /// reads may still refuse writes (a full disk), so health is left as it is.
+    async fn read<T, F, Fut>(&self, operation: &'static str, attempt: F) -> Result<T, StoreError>
+    where
+        F: Fn(deadpool_postgres::Client) -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        self.attempt(operation, false, attempt).await
+    }
+
+    async fn attempt<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        write: bool,
+        attempt: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn(deadpool_postgres::Client) -> Fut,
         Fut: Future<Output = Attempt<T>>,
@@ -248,12 +272,14 @@ impl PostgresStore {
             };
             match result {
                 Ok(value) => {
-                    self.state.unwritable.store(false, Ordering::Relaxed);
+                    if write {
+                        self.state.unwritable.store(false, Ordering::Relaxed);
+                    }
                     return Ok(value);
                 }
                 Err(failure) if failure.is_conflict() && conflicts < CONFLICT_RETRIES => conflicts += 1,
                 Err(failure) => {
-                    if failure.is_unavailable() {
+                    if write && failure.is_unavailable() {
                         self.state.unwritable.store(true, Ordering::Relaxed);
                     }
                     return Err(failure.into_store_error(operation));
@@ -517,21 +543,21 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
-        self.run("read a message", |client| async move {
+        self.read("read a message", |client| async move {
             messages::get(&client, id).await
         })
         .await
     }
 
     async fn queue_depth(&self, channel: Channel) -> Result<QueueDepth, StoreError> {
-        self.run("measure the queue", |client| async move {
+        self.read("measure the queue", |client| async move {
             Ok(messages::queue_depth(&client, channel).await?)
         })
         .await
     }
 
     async fn mailing_counts(&self, id: &str) -> Result<Option<MailingCounts>, StoreError> {
-        self.run("count a mailing", |client| async move {
+        self.read("count a mailing", |client| async move {
             mailings::counts(&client, id).await
         })
         .await
@@ -552,7 +578,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<InboundRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let before = before.as_deref();
-        self.run("list inbound SMS", move |client| async move {
+        self.read("list inbound SMS", move |client| async move {
             inbound::list(&client, limit, before).await
         })
         .await
@@ -590,7 +616,7 @@ impl Store for PostgresStore {
 #[async_trait::async_trait]
 impl Fleet for PostgresStore {
     async fn salt(&self) -> Result<String, StoreError> {
-        self.run("read the fleet's salt", |client| async move {
+        self.read("read the fleet's salt", |client| async move {
             Ok(one_row(&client, "SELECT salt FROM fleet", &[]).await?.get(0))
         })
         .await
@@ -650,7 +676,7 @@ impl Fleet for PostgresStore {
     }
 
     async fn smtp_slots_held(&self) -> Result<u64, StoreError> {
-        self.run("count SMTP slots", |client| async move {
+        self.read("count SMTP slots", |client| async move {
             fleet::smtp_slots_held(&client).await
         })
         .await
