@@ -178,9 +178,38 @@ role = "admin"
         self
     }
 
+    /// Keeps the queue at `url` (a `postgres://` database shared by a fleet) instead of
+    /// the SQLite file in the test directory.
+    pub fn with_storage_url(mut self, url: &str) -> TestConfig {
+        let sqlite = format!(
+            "url = \"sqlite://{}\"",
+            self.dir.path().join("gateway.db").display()
+        );
+        assert!(
+            self.toml.contains(&sqlite),
+            "the configuration keeps its SQLite url line"
+        );
+        self.toml = self.toml.replacen(&sqlite, &format!("url = \"{url}\""), 1);
+        self
+    }
+
+    /// Adds `lines` to the `[storage]` section (the TOML may hold one `[storage]` only).
+    pub fn with_storage_lines(mut self, lines: &str) -> TestConfig {
+        self.toml = self
+            .toml
+            .replacen("\n[storage]\n", &format!("\n[storage]\n{lines}\n"), 1);
+        self
+    }
+
     /// The `file` module's output in this configuration.
     pub fn sms_file(&self) -> PathBuf {
         self.dir.path().join("sms.jsonl")
+    }
+
+    /// The SQLite file of this configuration's queue (unless
+    /// [`TestConfig::with_storage_url`] moved it to PostgreSQL).
+    pub fn sqlite_file(&self) -> PathBuf {
+        self.dir.path().join("gateway.db")
     }
 
     /// Writes the configuration to `gateway.toml` in its directory.
