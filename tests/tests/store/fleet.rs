@@ -296,3 +296,36 @@ async fn leaving_frees_the_gateways_slots_and_its_place_among_the_peers() {
     assert!(take(&b, "b", 5).await.is_none());
 }
 
+/// An admin lowers the limit from 5 to 2 while five connections are open: the fleet
+/// opens no new one until fewer than two are held, whatever their slot numbers, so
+/// connections under the old limit and the new never add up to more than either allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_limit_is_lowered_no_slot_is_taken_until_fewer_than_the_new_limit_are_held() {
+    let backend = Backend::postgres();
+    let (a, b) = (backend.open().await, backend.open().await);
+    fleet(&a).heartbeat(&beat("a", 5), LONG).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(take(&a, "a", 5).await.expect("a free slot"));
+    }
+    // b has reloaded with smtp_threads = 2; a's five connections are still open.
+    fleet(&b).heartbeat(&beat("b", 2), LONG).await.unwrap();
+
+    // Slots 0, 1, 2, then 3 close, the ones below the new limit first: two and more
+    // are still held each time.
+    while open.len() > 1 {
+        assert!(
+            take(&b, "b", 2).await.is_none(),
+            "a slot was taken while {} were held, with a limit of 2",
+            open.len()
+        );
+        let closed = open.remove(0);
+        fleet(&a).give_back_smtp_slot(&closed).await.unwrap();
+    }
+    let slot = take(&b, "b", 2).await.expect("one held, below the limit of 2");
+    assert_eq!(slot.number, 0);
+    assert!(
+        take(&a, "a", 5).await.is_none(),
+        "a too keeps to the smallest limit"
+    );
+}
