@@ -5,6 +5,7 @@
 //! tell the gateways apart: all greet with the machine's name, and `X-Gateway-Id` is
 //! the message's id).
 //!
+//! - [`sms`]: SMS posted round-robin to three gateways, one killed mid-burst;
 //! - [`limits`]: *SMTP threads* lowered from 5 to 2 during a mailing, gateway by gateway.
 //!
 //! The tests take turns ([`setup::one_at_a_time`]): each runs three gateways, and
@@ -17,3 +18,4 @@
 mod limits;
 mod record;
 mod setup;
+mod sms;
