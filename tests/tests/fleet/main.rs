@@ -5,6 +5,8 @@
 //! tell the gateways apart: all greet with the machine's name, and `X-Gateway-Id` is
 //! the message's id).
 //!
+//! - [`mailing`]: 10,000 recipients at 100 / 5 over three gateways, then the same with
+//!   one of them killed in the middle;
 //! - [`sms`]: SMS posted round-robin to three gateways, one killed mid-burst;
 //! - [`limits`]: *SMTP threads* lowered from 5 to 2 during a mailing, gateway by gateway.
 //!
@@ -16,6 +18,7 @@
 //! ```
 
 mod limits;
+mod mailing;
 mod record;
 mod setup;
 mod sms;

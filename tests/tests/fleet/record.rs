@@ -75,6 +75,14 @@ pub fn opened_beyond(events: &[Value], after: f64, limit: usize) -> Vec<(u64, f6
     beyond
 }
 
+/// The sessions that ended without QUIT: the connection was cut (a killed client).
+pub fn cut_sessions(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "close" && e["quit"] == false)
+        .collect()
+}
+
 /// When session `session` opened and closed (`None` while it is open).
 pub fn session_span(events: &[Value], session: u64) -> (f64, Option<f64>) {
     let of = |kind: &str| {

@@ -18,6 +18,9 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(3);
 /// How often each gateway beats: `storage.dead_after / 3`.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// E-mails per connection at 100 / 5 (contract, section 2).
+pub const BATCH: usize = 20;
+
 /// The fleet tests start three gateways and an SMTP server each, and assert on timing
 /// (sessions at once, a burial within seconds): run side by side on two cores they
 /// would starve each other, so they take turns. (A test that fails gives up its turn
@@ -67,6 +70,16 @@ impl Member {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// How many messages of `channel` it reports sent in `/metrics`
+    /// (`gateway_messages_sent_total`).
+    pub async fn sent(&self, channel: &str) -> u64 {
+        metric(
+            &self.api.metrics().await,
+            "gateway_messages_sent_total",
+            &[("channel", channel)],
+        ) as u64
     }
 
     /// Its `gateway.toml` as written at start (with its port).
@@ -160,6 +173,23 @@ impl Fleet {
             .map(|member| format!("--- {} ({})\n{}", member.id, member.process.url, member.log()))
             .collect()
     }
+}
+
+/// The sum of the samples of `name` with these labels in a Prometheus text scrape.
+pub fn metric(scrape: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let lines = scrape.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("/metrics is Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
 }
 
 /// POSTs a mailing to `recipients` on `api`; returns its id.
