@@ -8,7 +8,8 @@
 //! - [`mailing`]: 10,000 recipients at 100 / 5 over three gateways, then the same with
 //!   one of them killed in the middle;
 //! - [`sms`]: SMS posted round-robin to three gateways, one killed mid-burst;
-//! - [`limits`]: *SMTP threads* lowered from 5 to 2 during a mailing, gateway by gateway.
+//! - [`limits`]: *SMTP threads* lowered from 5 to 2 during a mailing, gateway by gateway;
+//! - [`migrate`]: a SQLite queue moved to PostgreSQL with `gateway store migrate`.
 //!
 //! The tests take turns ([`setup::one_at_a_time`]): each runs three gateways, and
 //! several at once on a small machine would measure the machine, not the fleet.
@@ -19,6 +20,7 @@
 
 mod limits;
 mod mailing;
+mod migrate;
 mod record;
 mod setup;
 mod sms;
