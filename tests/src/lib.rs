@@ -207,6 +207,12 @@ role = "admin"
         self.dir.path().join("sms.jsonl")
     }
 
+    /// The SQLite file of this configuration's queue (unless
+    /// [`TestConfig::with_storage_url`] moved it to PostgreSQL).
+    pub fn sqlite_file(&self) -> PathBuf {
+        self.dir.path().join("gateway.db")
+    }
+
     /// Writes the configuration to `gateway.toml` in its directory.
     pub fn write(&self) -> PathBuf {
         let path = self.dir.path().join("gateway.toml");

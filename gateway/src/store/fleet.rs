@@ -14,8 +14,9 @@
 //! - **SMTP slots.** *SMTP threads* limits the connections one mail server sees from the
 //!   whole fleet, not from each gateway: a connection is opened only under one of the
 //!   numbered slots below the limit ([`Fleet::take_smtp_slot`]). While the limit
-//!   changes, the fleet uses the smallest that any live gateway advertises, so it never
-//!   opens more than the old or the new limit allows.
+//!   changes, the fleet uses the smallest that any live gateway advertises, and counts
+//!   every slot still held, those above a lowered limit too, so it never opens more
+//!   than the old or the new limit allows.
 //! - **Wake-ups.** Work queued or a slot freed on one gateway wakes the idle workers of
 //!   all ([`FleetEvent`]); a lost wake-up costs only the workers' poll interval.
 
@@ -150,9 +151,10 @@ pub trait Fleet: Send + Sync {
     /// heartbeat. (Its leases are released by `Store::release_leases`.)
     async fn leave(&self, gateway: &str) -> Result<(), StoreError>;
 
-    /// Takes a free SMTP slot for `gateway` for at most `hold_for`, if one is free below
-    /// the fleet's limit: the smaller of `connections` and every live peer's advertised
-    /// limit (peers silent for longer than `dead_after` do not count).
+    /// Takes a free SMTP slot for `gateway` for at most `hold_for`, if fewer slots than
+    /// the fleet's limit are held (whatever their numbers): the limit is the smaller of
+    /// `connections` and every live peer's advertised limit (peers silent for longer
+    /// than `dead_after` do not count).
     async fn take_smtp_slot(
         &self,
         gateway: &str,

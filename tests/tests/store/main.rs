@@ -11,15 +11,20 @@
 //! gateway) for PostgreSQL. Where the two differ by design, the test says what each
 //! one must do.
 //!
+//! The fleet's side of the store (heartbeats, the burial of dead gateways, SMTP slots)
+//! exists only on PostgreSQL, shared by several gateways: its tests are `fleet::NAME`.
+//!
 //! What only concerns SQLite's file (WAL mode, query plans, group commit, migrating old
 //! files, surviving `kill -9`) is tested beside it, in `gateway/src/store/sqlite/tests.rs`.
 //!
 //! ```text
 //! cargo test -p e2e --test store sqlite::     # one backend
+//! cargo test -p e2e --test store fleet::      # the fleet (PostgreSQL)
 //! ```
 
 mod backend;
 mod fixtures;
+mod fleet;
 mod idempotency;
 mod inbound;
 mod leases;

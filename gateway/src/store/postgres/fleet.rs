@@ -10,6 +10,11 @@ use crate::store::stored::millis_duration;
 /// The channel PostgreSQL notifies when an SMTP slot is given back.
 pub(super) const SLOT_NOTIFICATION: &str = "gateway_smtp_slot";
 
+/// The advisory lock key held while a slot is taken: "gw-slots" in ASCII. Takers count
+/// the slots held, so they go one at a time: two counting at once could both see room
+/// for one more.
+const SLOT_LOCK: i64 = 0x6777_2d73_6c6f_7473;
+
 pub(super) async fn heartbeat(
     db: &impl GenericClient,
     beat: &Heartbeat,
@@ -107,6 +112,7 @@ pub(super) async fn take_smtp_slot(
     dead_after: i64,
 ) -> Attempt<Option<SmtpSlot>> {
     let own = i32::try_from(connections).unwrap_or(i32::MAX);
+    execute(db, "SELECT pg_advisory_xact_lock($1)", &[&SLOT_LOCK]).await?;
     // While an admin changes the limit, gateways disagree on it until each has reloaded:
     // the fleet keeps to the smallest any live gateway advertises, so it never opens more
     // connections than the old or the new limit allows.
@@ -125,6 +131,9 @@ pub(super) async fn take_smtp_slot(
         &[&limit],
     )
     .await?;
+    // Every live hold counts, below the limit or not: after the limit was lowered, the
+    // connections opened under the old one still hold slots above the new one, and no
+    // new connection opens until old and new together are below it.
     let taken = super::optional_row(
         db,
         "UPDATE smtp_slots
@@ -132,8 +141,9 @@ pub(super) async fn take_smtp_slot(
              expires_at = gateway_now() + $3
          WHERE slot = (SELECT slot FROM smtp_slots
                        WHERE slot < $1 AND (holder IS NULL OR expires_at <= gateway_now())
-                       ORDER BY slot LIMIT 1
-                       FOR UPDATE SKIP LOCKED)
+                       ORDER BY slot LIMIT 1)
+           AND (SELECT count(*) FROM smtp_slots
+                WHERE holder IS NOT NULL AND expires_at > gateway_now()) < $1
          RETURNING slot, token",
         &[&limit, &gateway, &hold_for],
     )
