@@ -68,6 +68,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = open_store(&loaded.settings.storage.url).await?;
     let metrics = Arc::new(Metrics::new());
+    let loaded = with_saved_console(loaded, store.as_ref()).await?;
     let live = Live::build(&loaded, None, &metrics).await?;
     let grace = live.settings.server.shutdown_grace;
     let reload_on_hangup = loaded.source.is_some();
@@ -142,6 +143,19 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `loaded` with the console's latest saved version over the file, if one was saved.
+async fn with_saved_console(loaded: Loaded, store: &dyn Store) -> anyhow::Result<Loaded> {
+    let Some(layer) = crate::console_settings::latest_layer(store).await? else {
+        return Ok(loaded);
+    };
+    let version = layer.version;
+    let with_console = loaded
+        .with_console(Some(layer))
+        .with_context(|| format!("the console's saved settings (version {version}) are refused"))?;
+    tracing::info!(version, "console settings applied over the file");
+    Ok(with_console)
 }
 
 /// Reloads the settings on every SIGHUP, as `POST /v1/admin/reload` does.
