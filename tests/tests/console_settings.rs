@@ -239,6 +239,20 @@ async fn a_rollback_restores_the_old_module_as_a_new_version_and_history_names_w
     assert_eq!(view["settings"]["sms.plugin_config"]["source"], "console (version 3)");
     // Version 1 never set the module: the file's is in force again.
     assert!(view["settings"]["sms.module"]["source"].as_str().unwrap().starts_with("file "));
+    // `gateway config` shows the version too, as a gateway starting now would have it.
+    let config_path = config.dir.path().join("gateway.toml");
+    let output = std::process::Command::new(e2e::gateway_bin())
+        .arg("--config")
+        .arg(&config_path)
+        .arg("config")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    let blob_line = shown.lines().find(|l| l.starts_with("sms.plugin_config")).unwrap();
+    assert!(blob_line.contains("(console (version 3))"), "{shown}");
+    assert!(!shown.contains("sms.jsonl") && !shown.contains("pw-secret-4711"), "{shown}");
+
     let answers = format!("{view}{history}{rolled}{saved}");
     assert!(!answers.contains("sms.jsonl"), "the blob is shown: {answers}");
     // (The file module itself logs the file it appends to, so the blob's path may be in
