@@ -237,7 +237,13 @@ impl App {
     }
 
     /// Puts what [`App::prepare`] built in force.
-    pub(crate) fn put_in_force(&self, current: &mut Loaded, loaded: Loaded, live: Live, report: &ReloadReport) {
+    pub(crate) fn put_in_force(
+        &self,
+        current: &mut Loaded,
+        loaded: Loaded,
+        live: Live,
+        report: &ReloadReport,
+    ) {
         self.live.store(Arc::new(live));
         *current = loaded;
         tracing::info!(

@@ -48,7 +48,7 @@ pub enum SaveError {
     /// The change makes settings that cannot be put in force; `key` is the one at
     /// fault, as near as it is known.
     #[error("{key}: {error}")]
-    Refused { key: String, error: ReloadError },
+    Refused { key: String, error: Box<ReloadError> },
     /// No such version to roll back to.
     #[error("there is no settings version {0}")]
     NoSuchVersion(u64),
@@ -73,7 +73,11 @@ impl App {
     /// Saves `change` by `saved_by` as a new version and puts it in force.
     pub async fn save_settings(&self, change: Change, saved_by: &str) -> Result<Saved, SaveError> {
         let keys: Vec<String> = change.set.keys().chain(&change.unset).cloned().collect();
-        let Change { base_version, set, unset } = change;
+        let Change {
+            base_version,
+            set,
+            unset,
+        } = change;
         let apply = move |mut values: Map<String, Value>| {
             for key in &unset {
                 values.remove(key);
@@ -81,8 +85,7 @@ impl App {
             values.extend(set);
             values
         };
-        self.save_values(base_version, &keys, apply, None, saved_by)
-            .await
+        self.save_values(base_version, &keys, apply, None, saved_by).await
     }
 
     /// Saves the values of `version` again as a new version, recorded as its rollback,
@@ -160,7 +163,9 @@ impl App {
         let Some(first_key) = keys.first().cloned() else {
             return Err(SaveError::Key {
                 key: "set".into(),
-                reason: format!("changes nothing: the console's values are already those of version {latest_version}"),
+                reason: format!(
+                    "changes nothing: the console's values are already those of version {latest_version}"
+                ),
             });
         };
 
@@ -179,7 +184,7 @@ impl App {
             };
             SaveError::Refused {
                 key,
-                error: ReloadError::Settings(error),
+                error: Box::new(ReloadError::Settings(error)),
             }
         })?;
         let (live, applied) = self.prepare(&current, &loaded).await.map_err(|error| {
@@ -192,7 +197,10 @@ impl App {
                 ReloadError::Smtp(_) => "email.ca_file".to_string(),
                 _ => first_key.clone(),
             };
-            SaveError::Refused { key, error }
+            SaveError::Refused {
+                key,
+                error: Box::new(error),
+            }
         })?;
         let saved = self
             .store

@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{
-    sms_lines, smtp::SmtpServer, Api, GatewayProcess, InProcess, TestConfig, ADMIN_TOKEN, SEND_TOKEN,
-};
+use e2e::{sms_lines, smtp::SmtpServer, Api, GatewayProcess, InProcess, TestConfig, ADMIN_TOKEN, SEND_TOKEN};
 use serde_json::{json, Value};
 
 /// The console's version in force, as `GET /v1/admin/settings` shows it.
@@ -29,7 +27,11 @@ async fn save(api: &Api, base_version: u64, set: Value) -> (u16, Value) {
 /// Sends an SMS and waits for it to be sent; returns the message.
 async fn send_sms(api: &Api) -> Value {
     let (status, body) = api
-        .post("/v1/sms", SEND_TOKEN, &json!({ "to": "+447911123456", "text": "hi" }))
+        .post(
+            "/v1/sms",
+            SEND_TOKEN,
+            &json!({ "to": "+447911123456", "text": "hi" }),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     api.wait_status(body["id"].as_str().unwrap(), &["sent"]).await
@@ -90,7 +92,8 @@ async fn a_save_of_smtp_threads_is_in_force_for_the_next_mailing_and_shown_with_
     mailing(&api, 40).await;
     server.wait_sessions_closed(sessions_before + 1);
     let events = server.events();
-    let later = e2e::smtp::max_messages_per_session(&events[first_event_of_session(&events, sessions_before)..]);
+    let later =
+        e2e::smtp::max_messages_per_session(&events[first_event_of_session(&events, sessions_before)..]);
     assert_eq!(later, 4, "the new limit: 20 per connection over 5 threads");
 }
 
@@ -152,7 +155,10 @@ async fn refused_saves_change_nothing_and_name_the_key() {
     let (status, problem) = save(&api, 0, json!({ "sms.sender": "SECOND" })).await;
     assert_eq!(status, 409, "{problem}");
     assert!(
-        problem["detail"].as_str().unwrap().contains("version 1 is the latest"),
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("version 1 is the latest"),
         "{problem}"
     );
     let (_, view) = api.get("/v1/admin/settings", ADMIN_TOKEN).await;
@@ -205,13 +211,20 @@ async fn a_rollback_restores_the_old_module_as_a_new_version_and_history_names_w
 
     // Back to version 1: saved as version 3, and the file module sends again.
     let (status, rolled) = api
-        .post("/v1/admin/settings/rollback", ADMIN_TOKEN, &json!({ "version": 1 }))
+        .post(
+            "/v1/admin/settings/rollback",
+            ADMIN_TOKEN,
+            &json!({ "version": 1 }),
+        )
         .await;
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(rolled["version"], 3);
     assert_eq!(rolled["applied"]["module"]["name"], "file");
     let sent = send_sms(&api).await;
-    assert!(sent["provider_id"].as_str().unwrap().starts_with("file-"), "{sent}");
+    assert!(
+        sent["provider_id"].as_str().unwrap().starts_with("file-"),
+        "{sent}"
+    );
     assert_eq!(sms_lines(&sms_file).len(), 1);
 
     let (status, history) = api.get("/v1/admin/settings/history", ADMIN_TOKEN).await;
@@ -236,9 +249,15 @@ async fn a_rollback_restores_the_old_module_as_a_new_version_and_history_names_w
     assert_eq!(keys["sms.plugin_config"]["bytes"], blob.len());
     assert_eq!(keys["sms.plugin_config"]["changed_in_version"], 3);
     assert_eq!(view["settings"]["email.password"]["value"], "[redacted]");
-    assert_eq!(view["settings"]["sms.plugin_config"]["source"], "console (version 3)");
+    assert_eq!(
+        view["settings"]["sms.plugin_config"]["source"],
+        "console (version 3)"
+    );
     // Version 1 never set the module: the file's is in force again.
-    assert!(view["settings"]["sms.module"]["source"].as_str().unwrap().starts_with("file "));
+    assert!(view["settings"]["sms.module"]["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("file "));
     // `gateway config` shows the version too, as a gateway starting now would have it.
     let config_path = config.dir.path().join("gateway.toml");
     let output = std::process::Command::new(e2e::gateway_bin())
@@ -249,9 +268,15 @@ async fn a_rollback_restores_the_old_module_as_a_new_version_and_history_names_w
         .unwrap();
     let shown = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{shown}");
-    let blob_line = shown.lines().find(|l| l.starts_with("sms.plugin_config")).unwrap();
+    let blob_line = shown
+        .lines()
+        .find(|l| l.starts_with("sms.plugin_config"))
+        .unwrap();
     assert!(blob_line.contains("(console (version 3))"), "{shown}");
-    assert!(!shown.contains("sms.jsonl") && !shown.contains("pw-secret-4711"), "{shown}");
+    assert!(
+        !shown.contains("sms.jsonl") && !shown.contains("pw-secret-4711"),
+        "{shown}"
+    );
 
     let answers = format!("{view}{history}{rolled}{saved}");
     assert!(!answers.contains("sms.jsonl"), "the blob is shown: {answers}");
@@ -283,7 +308,10 @@ async fn a_key_the_environment_sets_stays_the_environments() {
         "{problem}"
     );
     // Other keys save, and the environment's value stays.
-    assert_eq!(save(&api, 0, json!({ "email.max_per_connection": 30 })).await.0, 200);
+    assert_eq!(
+        save(&api, 0, json!({ "email.max_per_connection": 30 })).await.0,
+        200
+    );
     let (_, view) = api.get("/v1/admin/settings", ADMIN_TOKEN).await;
     assert_eq!(view["settings"]["email.smtp_threads"]["value"], 3);
     assert_eq!(
@@ -295,7 +323,10 @@ async fn a_key_the_environment_sets_stays_the_environments() {
         view["console"]["keys"]["email.smtp_threads"]["environment_variable"],
         "GATEWAY_EMAIL__SMTP_THREADS"
     );
-    assert_eq!(view["console"]["keys"]["email.max_per_connection"]["editable"], true);
+    assert_eq!(
+        view["console"]["keys"]["email.max_per_connection"]["editable"],
+        true
+    );
     assert_eq!(
         view["settings"]["email.max_per_connection"]["source"],
         "console (version 1)"
@@ -323,14 +354,20 @@ async fn a_save_on_one_gateway_is_applied_by_its_fleet_within_seconds() {
             assert_eq!(view["console"]["version"], 1);
             break;
         }
-        assert!(Instant::now() < deadline, "the peer never applied version 1: {view}");
+        assert!(
+            Instant::now() < deadline,
+            "the peer never applied version 1: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The peer saves on version 1 in its turn; the first follows.
     assert_eq!(save(&b, 1, json!({ "sms.sender": "AGAIN" })).await.0, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
     while console_version(&a).await != 2 {
-        assert!(Instant::now() < deadline, "the first gateway never applied version 2");
+        assert!(
+            Instant::now() < deadline,
+            "the first gateway never applied version 2"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -72,7 +72,11 @@ struct ConsoleKey {
 pub(super) async fn settings(State(app): State<Arc<App>>) -> Result<Json<SettingsView>, Problem> {
     let live = app.live();
     let (version, environment) = app.console_state().await;
-    let history = app.store.settings_history(HISTORY_LIMIT).await.map_err(store_failed)?;
+    let history = app
+        .store
+        .settings_history(HISTORY_LIMIT)
+        .await
+        .map_err(store_failed)?;
     let keys = CONSOLE_KEYS
         .iter()
         .map(|&key| {
@@ -211,7 +215,11 @@ impl From<SettingsVersion> for VersionView {
 /// `GET /v1/admin/settings/history`: the console's saved versions, newest first,
 /// with when, who and which keys; never a value.
 pub(super) async fn history(State(app): State<Arc<App>>) -> Result<Json<History>, Problem> {
-    let versions = app.store.settings_history(HISTORY_LIMIT).await.map_err(store_failed)?;
+    let versions = app
+        .store
+        .settings_history(HISTORY_LIMIT)
+        .await
+        .map_err(store_failed)?;
     Ok(Json(History {
         versions: versions.into_iter().map(VersionView::from).collect(),
     }))

@@ -72,10 +72,7 @@ pub fn refuse_key(key: &str) -> Option<String> {
             "{section}.* is not set from the console: it belongs to the settings file or the \
              environment of each gateway"
         ),
-        _ => format!(
-            "not a key the console sets; it sets {}",
-            CONSOLE_KEYS.join(", ")
-        ),
+        _ => format!("not a key the console sets; it sets {}", CONSOLE_KEYS.join(", ")),
     })
 }
 
@@ -154,7 +151,9 @@ mod tests {
     use super::*;
 
     fn layer(version: u64, values: serde_json::Value) -> ConsoleLayer {
-        let serde_json::Value::Object(values) = values else { unreachable!() };
+        let serde_json::Value::Object(values) = values else {
+            unreachable!()
+        };
         ConsoleLayer { version, values }
     }
 
@@ -202,8 +201,13 @@ mod tests {
         let text = serde_json::to_string(&loaded.describe()).unwrap();
         assert!(!text.contains("marker"), "{text}");
         assert!(!format!("{loaded:?}").contains("marker"));
-        let blob: serde_json::Value = serde_json::from_str(loaded.settings.sms.plugin_config.expose()).unwrap();
-        assert_eq!(blob, json!({"path": "marker"}), "a table reaches the module as JSON");
+        let blob: serde_json::Value =
+            serde_json::from_str(loaded.settings.sms.plugin_config.expose()).unwrap();
+        assert_eq!(
+            blob,
+            json!({"path": "marker"}),
+            "a table reaches the module as JSON"
+        );
     }
 
     #[test]
@@ -214,7 +218,12 @@ mod tests {
             let reason = refuse_key(key).unwrap();
             assert!(reason.contains("not set from the console"), "{key}: {reason}");
         }
-        assert!(refuse_key("email.smtp_thread").unwrap().contains("email.smtp_threads"));
-        assert!(refuse_key("sms.modules_dir").is_some(), "a library path is the operator's");
+        assert!(refuse_key("email.smtp_thread")
+            .unwrap()
+            .contains("email.smtp_threads"));
+        assert!(
+            refuse_key("sms.modules_dir").is_some(),
+            "a library path is the operator's"
+        );
     }
 }

@@ -97,9 +97,7 @@ pub trait SettingsVersions: Send + Sync {
 }
 
 /// The JSON columns of a stored version, read back.
-pub(crate) fn parse_values(
-    text: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+pub(crate) fn parse_values(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("settings version values: {e}")))
 }
 

@@ -71,16 +71,27 @@ pub async fn settings_versions_count_up_and_read_back_whole(store: Arc<dyn Store
     assert!(history[0].saved_at >= history[2].saved_at);
     // The values hold the blob, but a version's Debug (what a log would print) does not.
     let debug = format!("{latest:?}");
-    assert!(!debug.contains("secret-blob") && debug.contains("sms.plugin_config"), "{debug}");
+    assert!(
+        !debug.contains("secret-blob") && debug.contains("sms.plugin_config"),
+        "{debug}"
+    );
 }
 
 pub async fn a_save_on_a_stale_version_is_refused_and_saves_nothing(store: Arc<dyn Store>) {
     store
-        .save_settings(change(0, &["email.smtp_threads"], json!({"email.smtp_threads": 2})))
+        .save_settings(change(
+            0,
+            &["email.smtp_threads"],
+            json!({"email.smtp_threads": 2}),
+        ))
         .await
         .unwrap();
     store
-        .save_settings(change(1, &["email.smtp_threads"], json!({"email.smtp_threads": 3})))
+        .save_settings(change(
+            1,
+            &["email.smtp_threads"],
+            json!({"email.smtp_threads": 3}),
+        ))
         .await
         .unwrap();
     // An admin who loaded version 1 saves after another saved version 2; and one whose
@@ -109,7 +120,11 @@ pub async fn concurrent_saves_on_one_version_save_exactly_one(store: Arc<dyn Sto
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .save_settings(change(0, &["email.smtp_threads"], json!({"email.smtp_threads": n + 1})))
+                    .save_settings(change(
+                        0,
+                        &["email.smtp_threads"],
+                        json!({"email.smtp_threads": n + 1}),
+                    ))
                     .await
             })
         })
@@ -125,6 +140,9 @@ pub async fn concurrent_saves_on_one_version_save_exactly_one(store: Arc<dyn Sto
             Err(other) => panic!("{other:?}"),
         }
     }
-    assert_eq!(saved, 1, "two admins on one version: one saves, the other is told");
+    assert_eq!(
+        saved, 1,
+        "two admins on one version: one saves, the other is told"
+    );
     assert_eq!(store.settings_history(10).await.unwrap().len(), 1);
 }

@@ -59,12 +59,7 @@ pub(super) async fn save(db: &impl GenericClient, new: &NewSettingsVersion) -> A
 }
 
 pub(super) async fn latest_version(db: &impl GenericClient) -> Attempt<u64> {
-    let row = one_row(
-        db,
-        "SELECT coalesce(max(version), 0) FROM settings_versions",
-        &[],
-    )
-    .await?;
+    let row = one_row(db, "SELECT coalesce(max(version), 0) FROM settings_versions", &[]).await?;
     Ok(version_number(row.get::<_, i64>(0))?)
 }
 
