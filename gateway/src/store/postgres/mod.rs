@@ -50,8 +50,8 @@ use super::fleet::{Buried, Heartbeat, Peer, SmtpSlot};
 use super::stored::{millis, unix_millis};
 use super::{
     Channel, DeliveryReport, Enqueued, Fleet, FleetEvent, Idempotency, InboundRecord, Leased, MailingCounts,
-    MessageRecord, NewInbound, NewMailing, NewMessage, NewSettingsVersion, PurgeKind, Purged, QueueDepth,
-    ReportOutcome, SettingsVersion, SettingsVersions, Settlement, Store, StoreError, StoreHealth,
+    MessageRecord, NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth,
+    ReportOutcome, Settlement, Store, StoreError, StoreHealth,
 };
 
 /// Connections each gateway keeps to the database at most. Every API request and every
@@ -334,49 +334,6 @@ impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.state.closed.cancel();
         self.pool.close();
-    }
-}
-
-#[async_trait::async_trait]
-impl SettingsVersions for PostgresStore {
-    async fn save_settings(&self, new: NewSettingsVersion) -> Result<SettingsVersion, StoreError> {
-        let new = &new;
-        self.run("save a settings version", move |mut client| async move {
-            let tx = client.transaction().await?;
-            let saved = settings_versions::save(&tx, new).await?;
-            tx.commit().await?;
-            Ok(saved)
-        })
-        .await
-    }
-
-    async fn latest_settings(&self) -> Result<Option<SettingsVersion>, StoreError> {
-        self.run("read the latest settings version", |client| async move {
-            Ok(settings_versions::list(&client, None, 1).await?.pop())
-        })
-        .await
-    }
-
-    async fn latest_settings_version(&self) -> Result<u64, StoreError> {
-        self.run("read the latest settings version", |client| async move {
-            settings_versions::latest_version(&client).await
-        })
-        .await
-    }
-
-    async fn settings_history(&self, limit: usize) -> Result<Vec<SettingsVersion>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run("read settings versions", move |client| async move {
-            settings_versions::list(&client, None, limit).await
-        })
-        .await
-    }
-
-    async fn settings_version(&self, version: u64) -> Result<Option<SettingsVersion>, StoreError> {
-        self.run("read settings versions", move |client| async move {
-            Ok(settings_versions::list(&client, Some(version), 1).await?.pop())
-        })
-        .await
     }
 }
 

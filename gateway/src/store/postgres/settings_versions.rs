@@ -7,10 +7,10 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{execute, one_row, rows, Attempt};
+use super::{execute, one_row, rows, Attempt, PostgresStore};
 use crate::store::settings_versions::{parse_keys, parse_values, version_number};
 use crate::store::stored::system_time;
-use crate::store::{NewSettingsVersion, SettingsVersion, StoreError};
+use crate::store::{NewSettingsVersion, SettingsVersion, SettingsVersions, StoreError};
 
 /// The channel on which a save is announced; the payload is the new version.
 pub(super) const SAVED_NOTIFICATION: &str = "gateway_settings_saved";
@@ -91,4 +91,47 @@ fn from_row(row: &Row) -> Result<SettingsVersion, StoreError> {
         values: parse_values(row.get(4))?,
         rollback_of: row.get::<_, Option<i64>>(5).map(version_number).transpose()?,
     })
+}
+
+#[async_trait::async_trait]
+impl SettingsVersions for PostgresStore {
+    async fn save_settings(&self, new: NewSettingsVersion) -> Result<SettingsVersion, StoreError> {
+        let new = &new;
+        self.run("save a settings version", move |mut client| async move {
+            let tx = client.transaction().await?;
+            let saved = save(&tx, new).await?;
+            tx.commit().await?;
+            Ok(saved)
+        })
+        .await
+    }
+
+    async fn latest_settings(&self) -> Result<Option<SettingsVersion>, StoreError> {
+        self.run("read the latest settings version", |client| async move {
+            Ok(list(&client, None, 1).await?.pop())
+        })
+        .await
+    }
+
+    async fn latest_settings_version(&self) -> Result<u64, StoreError> {
+        self.run("read the latest settings version", |client| async move {
+            latest_version(&client).await
+        })
+        .await
+    }
+
+    async fn settings_history(&self, limit: usize) -> Result<Vec<SettingsVersion>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("read settings versions", move |client| async move {
+            list(&client, None, limit).await
+        })
+        .await
+    }
+
+    async fn settings_version(&self, version: u64) -> Result<Option<SettingsVersion>, StoreError> {
+        self.run("read settings versions", move |client| async move {
+            Ok(list(&client, Some(version), 1).await?.pop())
+        })
+        .await
+    }
 }

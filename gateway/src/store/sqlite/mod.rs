@@ -41,8 +41,8 @@ use self::messages::MessageRow;
 use self::writer::{Write, WriterState};
 use super::{
     Channel, DeliveryReport, Enqueued, Idempotency, InboundRecord, Leased, MailingCounts, MessageRecord,
-    NewInbound, NewMailing, NewMessage, NewSettingsVersion, PurgeKind, Purged, QueueDepth, ReportOutcome,
-    SettingsVersion, SettingsVersions, Settlement, Store, StoreError, StoreHealth,
+    NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome,
+    Settlement, Store, StoreError, StoreHealth,
 };
 
 /// Read connections kept open between reads.
@@ -328,41 +328,6 @@ impl Store for SqliteStore {
         let (id, error, due_at) = (id.to_owned(), error.to_owned(), unix_millis(due_at));
         self.write(move |conn, _now| inbound::forward_retry(conn, &id, due_at, &error))
             .await
-    }
-}
-
-#[async_trait::async_trait]
-impl SettingsVersions for SqliteStore {
-    async fn save_settings(&self, new: NewSettingsVersion) -> Result<SettingsVersion, StoreError> {
-        self.write(move |conn, now| settings_versions::save(conn, &new, now))
-            .await
-    }
-
-    async fn latest_settings(&self) -> Result<Option<SettingsVersion>, StoreError> {
-        self.read("read the latest settings version", settings_versions::latest)
-            .await
-    }
-
-    async fn latest_settings_version(&self) -> Result<u64, StoreError> {
-        self.read("read the latest settings version", |conn| {
-            settings_versions::latest_version(conn).map_err(database("read the latest settings version"))
-        })
-        .await
-    }
-
-    async fn settings_history(&self, limit: usize) -> Result<Vec<SettingsVersion>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read("read settings versions", move |conn| {
-            settings_versions::list(conn, None, limit)
-        })
-        .await
-    }
-
-    async fn settings_version(&self, version: u64) -> Result<Option<SettingsVersion>, StoreError> {
-        self.read("read settings versions", move |conn| {
-            Ok(settings_versions::list(conn, Some(version), 1)?.pop())
-        })
-        .await
     }
 }
 

@@ -4,8 +4,9 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::convert::{database, system_time};
+use super::SqliteStore;
 use crate::store::settings_versions::{parse_keys, parse_values, version_number};
-use crate::store::{NewSettingsVersion, SettingsVersion, StoreError};
+use crate::store::{NewSettingsVersion, SettingsVersion, SettingsVersions, StoreError};
 
 const COLUMNS: &str = "version, saved_at, saved_by, changed, settings, rollback_of";
 
@@ -121,5 +122,40 @@ impl RawVersion {
             values: parse_values(&self.values)?,
             rollback_of: self.rollback_of.map(version_number).transpose()?,
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl SettingsVersions for SqliteStore {
+    async fn save_settings(&self, new: NewSettingsVersion) -> Result<SettingsVersion, StoreError> {
+        self.write(move |conn, now| save(conn, &new, now))
+            .await
+    }
+
+    async fn latest_settings(&self) -> Result<Option<SettingsVersion>, StoreError> {
+        self.read("read the latest settings version", latest)
+            .await
+    }
+
+    async fn latest_settings_version(&self) -> Result<u64, StoreError> {
+        self.read("read the latest settings version", |conn| {
+            latest_version(conn).map_err(database("read the latest settings version"))
+        })
+        .await
+    }
+
+    async fn settings_history(&self, limit: usize) -> Result<Vec<SettingsVersion>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("read settings versions", move |conn| {
+            list(conn, None, limit)
+        })
+        .await
+    }
+
+    async fn settings_version(&self, version: u64) -> Result<Option<SettingsVersion>, StoreError> {
+        self.read("read settings versions", move |conn| {
+            Ok(list(conn, Some(version), 1)?.pop())
+        })
+        .await
     }
 }
