@@ -371,3 +371,50 @@ async fn a_save_on_one_gateway_is_applied_by_its_fleet_within_seconds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_module_gone_from_the_machine_starts_the_gateway_on_its_file_to_roll_back() {
+    let modules = e2e::modules_dir_with(&["file", "echo"]);
+    let mut config = TestConfig::new("file", None, "", "");
+    config.toml = config.toml.replace(
+        &format!("modules_dir = {:?}", e2e::build_dir()),
+        &format!("modules_dir = {:?}", modules.path()),
+    );
+    let first = GatewayProcess::start(&config).await;
+    let api = Api::new(&first.url);
+    let (status, saved) = save(&api, 0, json!({ "sms.module": "echo", "sms.plugin_config": "" })).await;
+    assert_eq!(status, 200, "{saved}");
+    first.signal(libc::SIGTERM);
+    assert!(first.wait().success());
+
+    // The echo library is removed: version 1 cannot be put in force any more.
+    let echo = format!(
+        "{}echo{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    std::fs::remove_file(modules.path().join(echo)).unwrap();
+    let second = GatewayProcess::start(&config).await;
+    let api = Api::new(&second.url);
+    assert!(send_sms(&api).await["provider_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("file-"));
+    assert!(
+        second.log_text().contains("cannot be put in force"),
+        "{}",
+        second.log_text()
+    );
+    // The admin sees version 0 in force and the latest is 1: a rollback on version 1
+    // that removes the module (an unset) puts the file's settings in the history.
+    let (status, saved) = api
+        .put(
+            "/v1/admin/settings",
+            ADMIN_TOKEN,
+            &json!({ "base_version": 1, "unset": ["sms.module", "sms.plugin_config"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["version"], 2);
+    assert_eq!(console_version(&api).await, 2);
+}
