@@ -249,7 +249,7 @@ fn refused(error: SaveError) -> Problem {
             Problem::invalid(key, format!("{error}; nothing was saved"))
         }
         SaveError::NoSuchVersion(version) => {
-            Problem::invalid("version", format!("there is no settings version {version}"))
+            Problem::not_found(format!("there is no settings version {version}"))
         }
         SaveError::Store(error @ StoreError::StaleSettingsVersion { .. }) => {
             Problem::conflict(error.to_string())

@@ -50,8 +50,8 @@ use super::fleet::{Buried, Heartbeat, Peer, SmtpSlot};
 use super::stored::{millis, unix_millis};
 use super::{
     Channel, DeliveryReport, Enqueued, Fleet, FleetEvent, Idempotency, InboundRecord, Leased, MailingCounts,
-    MessageRecord, NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth,
-    ReportOutcome, Settlement, Store, StoreError, StoreHealth,
+    MessageRecord, NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome,
+    Settlement, Store, StoreError, StoreHealth,
 };
 
 /// Connections each gateway keeps to the database at most. Every API request and every

@@ -41,8 +41,8 @@ use self::messages::MessageRow;
 use self::writer::{Write, WriterState};
 use super::{
     Channel, DeliveryReport, Enqueued, Idempotency, InboundRecord, Leased, MailingCounts, MessageRecord,
-    NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome,
-    Settlement, Store, StoreError, StoreHealth,
+    NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome, Settlement, Store,
+    StoreError, StoreHealth,
 };
 
 /// Read connections kept open between reads.

@@ -128,13 +128,11 @@ impl RawVersion {
 #[async_trait::async_trait]
 impl SettingsVersions for SqliteStore {
     async fn save_settings(&self, new: NewSettingsVersion) -> Result<SettingsVersion, StoreError> {
-        self.write(move |conn, now| save(conn, &new, now))
-            .await
+        self.write(move |conn, now| save(conn, &new, now)).await
     }
 
     async fn latest_settings(&self) -> Result<Option<SettingsVersion>, StoreError> {
-        self.read("read the latest settings version", latest)
-            .await
+        self.read("read the latest settings version", latest).await
     }
 
     async fn latest_settings_version(&self) -> Result<u64, StoreError> {
@@ -146,10 +144,8 @@ impl SettingsVersions for SqliteStore {
 
     async fn settings_history(&self, limit: usize) -> Result<Vec<SettingsVersion>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read("read settings versions", move |conn| {
-            list(conn, None, limit)
-        })
-        .await
+        self.read("read settings versions", move |conn| list(conn, None, limit))
+            .await
     }
 
     async fn settings_version(&self, version: u64) -> Result<Option<SettingsVersion>, StoreError> {
