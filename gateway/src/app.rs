@@ -96,8 +96,11 @@ pub struct App {
     pub gateway_id: String,
     pub metrics: Arc<Metrics>,
     /// The settings in force, as loaded: what a reload compares against. Also held
-    /// while a reload runs, so that reloads happen one at a time.
-    loaded: tokio::sync::Mutex<Loaded>,
+    /// while a reload or a console save runs, so that they happen one at a time.
+    pub(crate) loaded: tokio::sync::Mutex<Loaded>,
+    /// The latest console version this gateway could not apply, so that the fleet's
+    /// check does not log it again every heartbeat.
+    pub(crate) refused_console_version: std::sync::atomic::AtomicU64,
 }
 
 /// What a reload did.
@@ -132,6 +135,9 @@ pub enum ReloadError {
     NewModule(LoadError),
     #[error(transparent)]
     Smtp(#[from] TargetError),
+    /// The console's saved settings could not be read.
+    #[error("cannot read the console's saved settings: {0}")]
+    Store(crate::store::StoreError),
 }
 
 impl From<SettingsError> for ReloadError {
@@ -169,6 +175,7 @@ impl App {
             fleet: crate::fleet::FleetView::default(),
             gateway_id: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             loaded: tokio::sync::Mutex::new(loaded),
+            refused_console_version: std::sync::atomic::AtomicU64::new(0),
             metrics,
         })
     }
@@ -178,25 +185,39 @@ impl App {
         self.live.load_full()
     }
 
-    /// Reads the settings file again (SIGHUP, `POST /v1/admin/reload`). A changed SMS
-    /// module or blob is loaded and checked first, and takes over only if it is good;
-    /// SMS already handed to the old module finish there. Anything wrong leaves the
-    /// gateway exactly as it was.
+    /// Reads the settings file again (SIGHUP, `POST /v1/admin/reload`), with the
+    /// console's latest saved version over it. A changed SMS module or blob is loaded
+    /// and checked first, and takes over only if it is good; SMS already handed to the
+    /// old module finish there. Anything wrong leaves the gateway exactly as it was.
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let mut current = self.loaded.lock().await;
         let file = current.source.clone().ok_or(ReloadError::NoFile)?;
-        let loaded = tokio::task::spawn_blocking(move || settings::load(&file))
+        let console = crate::console_settings::latest_layer(self.store.as_ref())
+            .await
+            .map_err(ReloadError::Store)?;
+        let loaded = tokio::task::spawn_blocking(move || settings::load(&file)?.with_console(console))
             .await
             .expect("the settings reading thread does not panic")?;
-        let changed = loaded.changed_since(&current);
+        let (live, report) = self.prepare(&current, &loaded).await?;
+        self.put_in_force(&mut current, loaded, live, &report);
+        Ok(report)
+    }
+
+    /// Builds what `loaded` describes, to replace `current`: a new module only if its
+    /// keys changed. Nothing is in force yet.
+    pub(crate) async fn prepare(
+        &self,
+        current: &Loaded,
+        loaded: &Loaded,
+    ) -> Result<(Live, ReloadReport), ReloadError> {
+        let changed = loaded.changed_since(current);
         let module_switched = changed.iter().any(|key| MODULE_KEYS.contains(&key.as_str()));
-        let old = self.live();
         let module = if module_switched {
             None
         } else {
-            Some(old.module.clone())
+            Some(self.live().module.clone())
         };
-        let live = Live::build(&loaded, module, &self.metrics)
+        let live = Live::build(loaded, module, &self.metrics)
             .await
             .map_err(|error| match error {
                 ReloadError::Module(error) => ReloadError::NewModule(error),
@@ -212,6 +233,17 @@ impl App {
             module_switched,
             module: live.module.info().clone(),
         };
+        Ok((live, report))
+    }
+
+    /// Puts what [`App::prepare`] built in force.
+    pub(crate) fn put_in_force(
+        &self,
+        current: &mut Loaded,
+        loaded: Loaded,
+        live: Live,
+        report: &ReloadReport,
+    ) {
         self.live.store(Arc::new(live));
         *current = loaded;
         tracing::info!(
@@ -219,12 +251,12 @@ impl App {
             module = %report.module.name,
             module_switched = report.module_switched,
             needs_restart = ?report.needs_restart,
+            console_version = current.console().map_or(0, |c| c.version),
             "settings reloaded"
         );
         // Work waiting for the old settings may be due under the new ones.
         self.sms_queued.notify_one();
         self.email_queued.notify_one();
         self.reloaded.notify_one();
-        Ok(report)
     }
 }

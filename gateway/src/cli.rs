@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::{
     logging::{self, LogFormat},
     modules::{self, conformance, Module, ModuleName},
-    settings::{self, StorageUrl},
+    settings::{self, Loaded, StorageUrl},
+    store::{PostgresStore, SqliteStore, Store},
 };
 
 #[derive(Debug, Parser)]
@@ -323,6 +324,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { json } => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let loaded = runtime.block_on(with_console_if_saved(loaded));
             let shown = loaded.describe();
             if json {
                 println!("{}", serde_json::to_string_pretty(&shown)?);
@@ -529,4 +532,33 @@ fn strip_nulls(mut value: serde_json::Value) -> serde_json::Value {
         object.retain(|_, v| !v.is_null());
     }
     value
+}
+
+/// `loaded` with the console's latest saved version over the file, as a gateway
+/// starting now would have it, so that `gateway config` shows `console (version N)`
+/// where the console set a key. A SQLite store that does not exist yet is not created;
+/// a store that cannot be read leaves the file's settings, with a warning.
+async fn with_console_if_saved(loaded: Loaded) -> Loaded {
+    let layer = async {
+        // Opened as a reader only: not `server::open_store`, which, for SQLite, ends the
+        // leases of a gateway it takes for dead, and this one may be running.
+        let store: Box<dyn Store> = match &loaded.settings.storage.url {
+            StorageUrl::Sqlite(path) if !path.exists() => return Ok(None),
+            StorageUrl::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+            StorageUrl::Postgres(url) => Box::new(PostgresStore::connect(url.expose()).await?),
+        };
+        Ok::<_, anyhow::Error>(crate::console_settings::latest_layer(store.as_ref()).await?)
+    }
+    .await;
+    match layer.map(|layer| loaded.with_console(layer)) {
+        Ok(Ok(with_console)) => with_console,
+        Ok(Err(error)) => {
+            eprintln!("warning: the console's saved settings are refused ({error}); showing the file's");
+            loaded
+        }
+        Err(error) => {
+            eprintln!("warning: cannot read the console's saved settings ({error:#}); showing the file's");
+            loaded
+        }
+    }
 }

@@ -98,6 +98,9 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
     // when it starts or changes, not at every heartbeat.
     let mut warned: BTreeMap<String, Vec<String>> = BTreeMap::new();
     loop {
+        // A peer's console save is announced at once (`wake_on_peers`); this catches one
+        // whose announcement was missed (a lost listening connection).
+        app.follow_console().await;
         let live = app.live();
         let storage = &live.settings.storage;
         let fingerprint = fingerprint(&salt, &live.settings);
@@ -188,8 +191,14 @@ pub async fn wake_on_peers(app: Arc<App>, stop: CancellationToken) {
             Ok(FleetEvent::Queued(Channel::Sms)) => app.sms_queued.notify_one(),
             Ok(FleetEvent::Queued(Channel::Email)) => app.email_queued.notify_one(),
             Ok(FleetEvent::SmtpSlotFreed) => app.smtp_slot_freed.notify_one(),
+            Ok(FleetEvent::SettingsSaved) => {
+                let app = app.clone();
+                tokio::spawn(async move { app.follow_console().await });
+            }
             // Missed some: wake everyone, who will find out for themselves.
             Err(RecvError::Lagged(_)) => {
+                let follower = app.clone();
+                tokio::spawn(async move { follower.follow_console().await });
                 app.sms_queued.notify_one();
                 app.email_queued.notify_one();
                 app.smtp_slot_freed.notify_one();

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod console_settings;
 pub mod delivery;
 pub mod email;
 pub mod fleet;

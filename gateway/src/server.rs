@@ -68,7 +68,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = open_store(&loaded.settings.storage.url).await?;
     let metrics = Arc::new(Metrics::new());
-    let live = Live::build(&loaded, None, &metrics).await?;
+    let (loaded, live) = start_settings(loaded, store.as_ref(), &metrics).await?;
     let grace = live.settings.server.shutdown_grace;
     let reload_on_hangup = loaded.source.is_some();
     let app = App::new(loaded, live, store, metrics);
@@ -142,6 +142,40 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The settings to start on, and what they describe: the console's latest saved
+/// version over the file, if one was saved. A saved version that cannot be put in
+/// force here (its module library is not on this machine) is logged, and the gateway
+/// starts on the file's settings instead, so that an admin can still reach it to roll
+/// back; a fleet's gateway tries the latest version again at its next heartbeat.
+async fn start_settings(
+    loaded: Loaded,
+    store: &dyn Store,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Loaded, Live)> {
+    if let Some(layer) = crate::console_settings::latest_layer(store).await? {
+        let version = layer.version;
+        let attempt = async {
+            let with_console = loaded.with_console(Some(layer))?;
+            let live = Live::build(&with_console, None, metrics).await?;
+            Ok::<_, crate::app::ReloadError>((with_console, live))
+        };
+        match attempt.await {
+            Ok(started) => {
+                tracing::info!(version, "console settings applied over the file");
+                return Ok(started);
+            }
+            Err(error) => tracing::error!(
+                version,
+                %error,
+                "the console's saved settings cannot be put in force; starting on the file's \
+                 settings (roll back or save again to fix)"
+            ),
+        }
+    }
+    let live = Live::build(&loaded, None, metrics).await?;
+    Ok((loaded, live))
 }
 
 /// Reloads the settings on every SIGHUP, as `POST /v1/admin/reload` does.

@@ -343,6 +343,21 @@ impl Api {
         (status, json_body(response).await)
     }
 
+    /// PUTs JSON with a token; returns the status and the JSON body (or Null).
+    pub async fn put(&self, path: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, json_body(response).await)
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
         let response = self
             .client

@@ -27,8 +27,10 @@ fn schemathesis(args: &[String], hooks: &Path, dir: &Path) -> std::process::Outp
     if !String::from_utf8_lossy(&version.stdout).contains(wanted) {
         e2e::pip_install(SCHEMATHESIS);
     }
+    let config = hooks.with_file_name("schemathesis.toml");
     Command::new("python3")
-        .args(["-m", "schemathesis.cli", "--no-color"])
+        .args(["-m", "schemathesis.cli", "--no-color", "--config-file"])
+        .arg(config)
         .args(args)
         .env("SCHEMATHESIS_HOOKS", hooks)
         // Its reports and example database stay in the test's directory.

@@ -62,8 +62,8 @@ async fn the_document_lists_every_route_and_each_route_is_served() {
         );
         let request = match method.as_str() {
             "get" => client.get(&url),
-            _ => client
-                .post(&url)
+            other => client
+                .request(other.to_uppercase().parse().unwrap(), &url)
                 .header("content-type", "application/json")
                 .body("{}"),
         };

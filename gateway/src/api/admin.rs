@@ -1,6 +1,7 @@
-//! Admin endpoints: *Send test*, the module's self-check, and the settings in force.
+//! Admin endpoints: *Send test*, the module's self-check, and the reload (the settings
+//! themselves are in `settings.rs`).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{extract::State, Json};
 use plugin_api::OutboundSms;
@@ -13,11 +14,7 @@ use super::{
 };
 use crate::{
     app::{App, ReloadReport},
-    modules::{
-        steps::{self, Operation, SelfCheck, StepRecord},
-        ModuleInfo,
-    },
-    settings::Shown,
+    modules::steps::{self, Operation, SelfCheck, StepRecord},
 };
 
 /// The answer of *Send test*.
@@ -83,28 +80,6 @@ pub(super) async fn sms_check(State(app): State<Arc<App>>) -> Json<SelfCheck> {
         Some(error) => tracing::warn!(module = %check.module, %error, "module self-check failed"),
     }
     Json(check)
-}
-
-/// The answer of `GET /v1/admin/settings`.
-#[derive(Debug, Serialize)]
-pub(super) struct SettingsView {
-    /// Every setting by key, secrets redacted, with where it came from.
-    settings: BTreeMap<String, Shown>,
-    sms_module: ModuleInfo,
-    /// The fleet, on a shared store.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fleet: Option<crate::fleet::FleetStatus>,
-}
-
-/// `GET /v1/admin/settings`: every setting in force, secrets redacted, with where
-/// each came from.
-pub(super) async fn settings(State(app): State<Arc<App>>) -> Json<SettingsView> {
-    let live = app.live();
-    Json(SettingsView {
-        settings: live.shown.clone(),
-        sms_module: live.module.info().clone(),
-        fleet: app.fleet.get(),
-    })
 }
 
 /// `POST /v1/admin/reload`: reads the settings file again, as SIGHUP does.

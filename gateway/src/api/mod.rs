@@ -10,6 +10,7 @@ mod callbacks;
 mod email;
 mod messages;
 pub mod problem;
+mod settings;
 mod sms;
 
 use std::sync::Arc;
@@ -72,7 +73,10 @@ routes! {
         post "/v1/admin/sms/test" => admin::sms_test,
         post "/v1/admin/sms/check" => admin::sms_check,
         post "/v1/admin/email/check" => email::email_check,
-        get "/v1/admin/settings" => admin::settings,
+        get "/v1/admin/settings" => settings::settings,
+        put "/v1/admin/settings" => settings::save,
+        get "/v1/admin/settings/history" => settings::history,
+        post "/v1/admin/settings/rollback" => settings::rollback,
         post "/v1/admin/reload" => admin::reload,
     }
 }

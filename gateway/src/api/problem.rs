@@ -145,6 +145,11 @@ impl Problem {
         self
     }
 
+    /// 409: the request was made on a state that has changed since (another admin saved).
+    pub fn conflict(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, "/problems/conflict", "Conflict", detail)
+    }
+
     /// 502: the SMS module or its provider failed.
     pub fn bad_gateway(detail: impl Into<String>) -> Problem {
         Problem::new(

@@ -1,11 +1,12 @@
-//! Settings: read once with figment (defaults < `gateway.toml` < `GATEWAY_…`
-//! environment), then checked into ready types, so that an invalid value is refused
+//! Settings: read once with figment (defaults < `gateway.toml` < the admin console's
+//! saved version < `GATEWAY_…` environment), then checked into ready types, so that an invalid value is refused
 //! at start (or at reload) with the key named, and cannot travel further.
 //!
 //! - `raw.rs`: the `Raw*` structs, mirroring the file, with their defaults;
 //! - `check.rs`: raw to checked, naming the key of a refused value;
 //! - `shown.rs`: the redacted view with sources, and the one list of secret keys;
 //! - `env.rs`: which `GATEWAY_` variables are settings;
+//! - `console.rs`: the console's layer, and which keys it may set;
 //! - here: the checked layer ([`Settings`]), which the rest of the gateway takes, and
 //!   [`load`].
 //!
@@ -13,6 +14,7 @@
 //! live with the code that owns them; settings imports them, never the other way.
 
 mod check;
+mod console;
 mod env;
 mod raw;
 mod shown;
@@ -30,7 +32,8 @@ use figment::{
     Figment,
 };
 
-pub use self::shown::Shown;
+pub use self::console::{refuse_key, ConsoleLayer, CONSOLE_KEYS};
+pub use self::shown::{is_secret, Shown};
 pub use crate::email::EmailSettings;
 
 use self::{check::read_error, raw::RawSettings};
@@ -163,8 +166,15 @@ pub struct Loaded {
     /// `GATEWAY_` environment variables that are not settings, and were left out (a
     /// typo such as `GATEWAY_EMIAL__HOST`): names only, for a warning.
     pub ignored_env: Vec<String>,
+    /// The console's layer merged in, if any.
+    console: Option<ConsoleLayer>,
     /// Every value as read, secrets in the clear: never printed (see `Debug`).
     figment: Figment,
+    /// The layers beneath the console's (the defaults and the file), to stack a new
+    /// console layer on without reading the file again.
+    base: Figment,
+    /// Whether the environment is a layer (not for settings built in memory).
+    reads_env: bool,
 }
 
 /// Without the figment, whose `Debug` prints every value read, secrets included.
@@ -174,6 +184,7 @@ impl fmt::Debug for Loaded {
             .field("settings", &self.settings)
             .field("source", &self.source)
             .field("ignored_env", &self.ignored_env)
+            .field("console", &self.console)
             .finish_non_exhaustive()
     }
 }
@@ -202,26 +213,23 @@ pub fn config_file(flag: Option<&Path>) -> ConfigFile {
 }
 
 /// Reads the defaults, the file at `path` (if it exists) and the environment
-/// (`GATEWAY_<SECTION>__<KEY>` of the file's sections only; see `env.rs`).
+/// (`GATEWAY_<SECTION>__<KEY>` of the file's sections only; see `env.rs`). The
+/// console's layer, which lives in the store, is added with [`Loaded::with_console`].
 ///
 /// `GATEWAY_SMS__PLUGIN_CONFIG` is taken verbatim, not parsed as figment parses other
 /// variables, because the blob belongs to the module.
 pub fn load(file: &ConfigFile) -> Result<Loaded, SettingsError> {
     let path = &file.path;
-    let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+    let mut base = Figment::from(Serialized::defaults(RawSettings::default()));
     if path.exists() {
         if !path.is_file() {
             return Err(SettingsError::Read(format!("{} is not a file", path.display())));
         }
-        figment = figment.merge(Toml::file_exact(path));
+        base = base.merge(Toml::file_exact(path));
     } else if file.required {
         return Err(SettingsError::Read(format!("{} does not exist", path.display())));
     }
-    figment = figment.merge(env::provider());
-    if let Ok(blob) = std::env::var(env::PLUGIN_CONFIG) {
-        figment = figment.merge(Serialized::default("sms.plugin_config", blob));
-    }
-    let mut loaded = Settings::from_figment(figment)?;
+    let mut loaded = Loaded::checked(console::stack(&base, None, true), base, true)?;
     loaded.source = Some(file.clone());
     loaded.ignored_env =
         env::ignored(std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()));
@@ -231,16 +239,7 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, SettingsError> {
 impl Settings {
     /// Checks the settings a figment holds.
     pub fn from_figment(figment: Figment) -> Result<Loaded, SettingsError> {
-        let raw: RawSettings = figment
-            .extract()
-            .map_err(|e| SettingsError::Read(read_error(e)))?;
-        let settings = Settings::check(raw)?;
-        Ok(Loaded {
-            settings,
-            source: None,
-            ignored_env: Vec::new(),
-            figment,
-        })
+        Loaded::checked(figment.clone(), figment, false)
     }
 
     /// The settings from a TOML text alone (defaults beneath, no environment).
@@ -250,6 +249,23 @@ impl Settings {
 }
 
 impl Loaded {
+    /// Checks the settings `figment` holds, stacked on `base`.
+    fn checked(figment: Figment, base: Figment, reads_env: bool) -> Result<Loaded, SettingsError> {
+        let raw: RawSettings = figment
+            .extract()
+            .map_err(|e| SettingsError::Read(read_error(e)))?;
+        let settings = Settings::check(raw)?;
+        Ok(Loaded {
+            settings,
+            source: None,
+            ignored_env: Vec::new(),
+            console: None,
+            figment,
+            base,
+            reads_env,
+        })
+    }
+
     /// Settings from a TOML text alone (defaults beneath, no environment): for tests
     /// and tools that build a configuration in memory.
     pub fn from_toml(text: &str) -> Result<Loaded, SettingsError> {

@@ -26,7 +26,7 @@ const SECRET_KEYS: &[&str] = &[
 /// Whether the value at `key` (a dotted path, as figment names it: `auth.tokens.0`)
 /// is a secret, lies within one, or is a list entry that holds one (the whole of
 /// `auth.tokens` is shown redacted, but a token's `role` may be named in an error).
-pub(super) fn is_secret(key: &str) -> bool {
+pub fn is_secret(key: &str) -> bool {
     let key: Vec<&str> = key.split('.').collect();
     SECRET_KEYS.iter().any(|secret| {
         let secret: Vec<&str> = secret.split('.').collect();
@@ -41,7 +41,8 @@ pub(super) fn is_secret(key: &str) -> bool {
 pub struct Shown {
     /// The value, or `"[redacted]"` for a secret.
     pub value: serde_json::Value,
-    /// Where it came from: `default`, the file's path, or the environment variable.
+    /// Where it came from: `default`, the file's path, `console (version N)`, or the
+    /// environment variable.
     pub source: String,
 }
 
@@ -101,6 +102,7 @@ impl Loaded {
                         serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
                     };
                     let source = match self.figment.find_metadata(&key) {
+                        Some(md) if md.name.starts_with("console (") => md.name.to_string(),
                         Some(md) => match &md.source {
                             Some(Source::File(path)) => format!("file {}", path.display()),
                             // Serialized providers: the defaults, or the blob taken

@@ -131,6 +131,8 @@ pub enum FleetEvent {
     Queued(Channel),
     /// An SMTP slot was given back.
     SmtpSlotFreed,
+    /// A gateway saved a new version of the console's settings.
+    SettingsSaved,
 }
 
 /// The fleet's side of a shared store.

@@ -37,6 +37,7 @@ pub mod migrate;
 mod postgres;
 pub mod purge;
 pub mod report;
+pub mod settings_versions;
 mod sqlite;
 mod stored;
 
@@ -50,13 +51,15 @@ pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
 pub use postgres::PostgresStore;
 pub use purge::{PurgeKind, Purged};
 pub use report::{DeliveryReport, ReportOutcome};
+pub use settings_versions::{NewSettingsVersion, SettingsVersion, SettingsVersions};
 pub use sqlite::SqliteStore;
 
 /// The queue as the API and the delivery workers see it.
 ///
-/// Every method that changes state returns only after the change is durable.
+/// Every method that changes state returns only after the change is durable. The
+/// console's saved settings are a side of their own ([`SettingsVersions`]).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SettingsVersions + Send + Sync + 'static {
     /// Stores one message, `queued` and due now.
     ///
     /// With an idempotency key already used for the same request, returns the id that
@@ -462,6 +465,13 @@ pub enum StoreError {
         if *same_endpoint { " with another body" } else { "" }
     )]
     IdempotencyKeyReused { endpoint: String, same_endpoint: bool },
+    /// A settings version based on one that is no longer the latest: another admin
+    /// saved in between.
+    #[error(
+        "the settings were changed by someone else (version {latest} is the latest, this change \
+         was made on version {base}): load them again and redo the change"
+    )]
+    StaleSettingsVersion { base: u64, latest: u64 },
     /// A row holds something this gateway does not understand.
     #[error("queue store: unreadable row: {0}")]
     Corrupt(String),

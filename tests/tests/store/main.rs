@@ -36,6 +36,7 @@ mod postgres_schema;
 mod reports;
 mod restart;
 mod retention;
+mod settings_versions;
 
 /// For each listed test, generates `sqlite::NAME` and `postgres::NAME`, each on a store
 /// of its own. `store module::NAME` is called with the opened store; `backend
@@ -102,4 +103,8 @@ on_both_backends! {
     store inbound::inbound_sms_are_kept_once_listed_newest_first_and_forwarded_until_done,
 
     store retention::finished_rows_older_than_the_retention_are_purged_in_batches_and_the_rest_kept,
+
+    store settings_versions::settings_versions_count_up_and_read_back_whole,
+    store settings_versions::a_save_on_a_stale_version_is_refused_and_saves_nothing,
+    store settings_versions::concurrent_saves_on_one_version_save_exactly_one,
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fleet::SLOT_NOTIFICATION;
 use super::messages::QUEUED_NOTIFICATION;
+use super::settings_versions::SAVED_NOTIFICATION;
 use crate::store::{Channel, FleetEvent};
 
 /// How long the listener waits before connecting again after losing its connection.
@@ -53,7 +54,7 @@ async fn listen(
     let _stop_pump = AbortOnDrop(pump);
     client
         .batch_execute(&format!(
-            "LISTEN {QUEUED_NOTIFICATION}; LISTEN {SLOT_NOTIFICATION}"
+            "LISTEN {QUEUED_NOTIFICATION}; LISTEN {SLOT_NOTIFICATION}; LISTEN {SAVED_NOTIFICATION}"
         ))
         .await?;
     loop {
@@ -66,6 +67,7 @@ async fn listen(
                 let event = match (notification.channel(), notification.payload()) {
                     (QUEUED_NOTIFICATION, "sms") => FleetEvent::Queued(Channel::Sms),
                     (QUEUED_NOTIFICATION, _) => FleetEvent::Queued(Channel::Email),
+                    (SAVED_NOTIFICATION, _) => FleetEvent::SettingsSaved,
                     _ => FleetEvent::SmtpSlotFreed,
                 };
                 // No receiver yet (nothing idle) is fine: nobody was waiting.

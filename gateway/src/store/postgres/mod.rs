@@ -32,6 +32,7 @@ mod messages;
 mod purge;
 mod reports;
 mod schema;
+mod settings_versions;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -8,7 +8,10 @@ use crate::store::StoreError;
 
 /// The schema's versions, oldest first: each script brings a database of the version
 /// before it to its own.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_base.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_base.sql")),
+    (2, include_str!("migrations/0002_settings_versions.sql")),
+];
 
 /// The newest schema this gateway knows.
 pub(super) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

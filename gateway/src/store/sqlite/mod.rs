@@ -22,6 +22,7 @@ mod messages;
 mod purge;
 mod reports;
 mod schema;
+mod settings_versions;
 #[cfg(test)]
 mod tests;
 mod writer;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_base.sql")),
     (3, include_str!("migrations/0003_lease_tokens.sql")),
     (4, include_str!("migrations/0004_reports_keys_retention.sql")),
+    (5, include_str!("migrations/0005_settings_versions.sql")),
 ];
 
 /// The newest schema this gateway knows.
