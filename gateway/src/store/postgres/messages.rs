@@ -33,6 +33,28 @@ pub(super) async fn notify_queued(db: &impl GenericClient, channel: Channel) -> 
     Ok(())
 }
 
+/// Stores a message of its own without an idempotency key: one statement, which
+/// PostgreSQL commits alone, notifying idle workers in the same breath.
+pub(super) async fn insert_alone(
+    db: &impl GenericClient,
+    channel: Channel,
+    payload: &str,
+) -> Attempt<Enqueued> {
+    let id = new_id();
+    execute(
+        db,
+        "WITH queued AS (
+             INSERT INTO messages
+                 (id, channel, status, payload, attempts, due_at, mailing_id, created_at, updated_at)
+             VALUES ($1, $2, 'queued', $3, 0, gateway_now(), NULL, gateway_now(), gateway_now())
+             RETURNING channel)
+         SELECT pg_notify($4, channel) FROM queued",
+        &[&id, &channel.as_str(), &payload, &QUEUED_NOTIFICATION],
+    )
+    .await?;
+    Ok(Enqueued { id, created: true })
+}
+
 pub(super) async fn insert(
     db: &impl GenericClient,
     channel: Channel,
