@@ -330,24 +330,24 @@ impl Api {
 
     /// POSTs JSON with a token; returns the status and the JSON body (or Null).
     pub async fn post(&self, path: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        (status, json_body(response).await)
+        self.send_json(reqwest::Method::POST, path, token, body).await
     }
 
     /// PUTs JSON with a token; returns the status and the JSON body (or Null).
     pub async fn put(&self, path: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.send_json(reqwest::Method::PUT, path, token, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let response = self
             .client
-            .put(format!("{}{path}", self.url))
+            .request(method, format!("{}{path}", self.url))
             .bearer_auth(token)
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -530,3 +530,19 @@ impl Drop for GatewayProcess {
 }
 pub mod postgres;
 pub mod smtp;
+
+/// The sum of the samples of metric `name` with these labels in a `/metrics` scrape
+/// (counters, gauges and untyped values; 0 when there are none).
+pub fn metric_value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}

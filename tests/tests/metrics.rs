@@ -4,19 +4,7 @@
 use e2e::{Api, InProcess, TestConfig, SEND_TOKEN};
 use serde_json::json;
 
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
+use e2e::metric_value as value;
 
 #[tokio::test]
 async fn counters_match_the_messages_sent_and_failed() {

@@ -179,17 +179,7 @@ impl Fleet {
 pub fn metric(scrape: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let lines = scrape.lines().map(|line| Ok(line.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("/metrics is Prometheus text");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
+    e2e::metric_value(&scrape, name, labels)
 }
 
 /// POSTs a mailing to `recipients` on `api`; returns its id.
