@@ -30,6 +30,7 @@
 //! - **What this is not.** The store does not interpret payloads (JSON the API and the
 //!   workers agree on), compute backoff, or decide when to purge.
 
+pub mod console_sessions;
 pub mod fleet;
 pub mod idempotency;
 pub mod lease;
@@ -45,6 +46,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+pub use console_sessions::{ConsoleSession, ConsoleSessions, NewConsoleSession};
 pub use fleet::{Fleet, FleetEvent};
 pub use idempotency::Idempotency;
 pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
@@ -57,9 +59,10 @@ pub use sqlite::SqliteStore;
 /// The queue as the API and the delivery workers see it.
 ///
 /// Every method that changes state returns only after the change is durable. The
-/// console's saved settings are a side of their own ([`SettingsVersions`]).
+/// console's saved settings and its sessions are sides of their own
+/// ([`SettingsVersions`], [`ConsoleSessions`]).
 #[async_trait::async_trait]
-pub trait Store: SettingsVersions + Send + Sync + 'static {
+pub trait Store: SettingsVersions + ConsoleSessions + Send + Sync + 'static {
     /// Stores one message, `queued` and due now.
     ///
     /// With an idempotency key already used for the same request, returns the id that
@@ -153,6 +156,9 @@ pub trait Store: SettingsVersions + Send + Sync + 'static {
 
     /// How the messages of a mailing stand, if the mailing exists.
     async fn mailing_counts(&self, id: &str) -> Result<Option<MailingCounts>, StoreError>;
+
+    /// The newest mailings, newest first, at most `limit`, each with its counts.
+    async fn recent_mailings(&self, limit: usize) -> Result<Vec<MailingSummary>, StoreError>;
 
     /// Stores an inbound SMS. The same `(module, provider_id)` again (a provider
     /// repeating its callback) returns the first one's id with `created: false`.
@@ -421,6 +427,25 @@ impl MailingCounts {
         };
         *bucket += count;
     }
+}
+
+/// A mailing as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailingSummary {
+    pub id: String,
+    /// The shared part's subject, if it has one.
+    pub subject: Option<String>,
+    pub created_at: SystemTime,
+    pub counts: MailingCounts,
+}
+
+/// The subject of a mailing's shared payload (JSON text), for a list of mailings.
+pub(crate) fn mailing_subject(shared: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(shared)
+        .ok()?
+        .get("subject")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Whether the store can take writes, for readiness checks.

@@ -118,3 +118,34 @@ pub async fn a_message_of_an_unknown_mailing_is_refused_naming_it(store: Arc<dyn
     );
     assert_eq!(store.queue_depth(Channel::Email).await.unwrap().due, 0);
 }
+
+/// The console's list: newest first, with each mailing's subject and counts.
+pub async fn recent_mailings_are_listed_newest_first_with_their_counts(store: Arc<dyn Store>) {
+    assert!(store.recent_mailings(10).await.unwrap().is_empty());
+    let mut ids = Vec::new();
+    for (subject, n) in [("First", 2), ("Second", 3), ("Third", 1)] {
+        let mailing = NewMailing {
+            shared: json!({ "subject": subject, "text": "hi" }),
+            recipients: (0..n)
+                .map(|i| json!({ "to": format!("r{i}@example.com") }))
+                .collect(),
+        };
+        ids.push(store.create_mailing(mailing, None).await.unwrap().id);
+    }
+    let listed = store.recent_mailings(2).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, ids[2]);
+    assert_eq!(listed[0].subject.as_deref(), Some("Third"));
+    assert_eq!(
+        listed[0].counts,
+        MailingCounts {
+            total: 1,
+            queued: 1,
+            sending: 0,
+            sent: 0,
+            failed: 0
+        }
+    );
+    assert_eq!(listed[1].subject.as_deref(), Some("Second"));
+    assert_eq!(listed[1].counts.total, 3);
+}

@@ -23,6 +23,7 @@
 //! ```
 
 mod backend;
+mod console_sessions;
 mod fixtures;
 mod fleet;
 mod idempotency;
@@ -94,6 +95,7 @@ on_both_backends! {
     store mailings::mailing_of_100k_recipients_in_one_call,
     store mailings::a_mailing_without_recipients_is_refused,
     store mailings::a_message_of_an_unknown_mailing_is_refused_naming_it,
+    store mailings::recent_mailings_are_listed_newest_first_with_their_counts,
 
     store reports::delivery_report_moves_sent_to_delivered,
     store reports::a_report_before_the_send_is_recorded_is_held_and_applied_with_the_outcome,
@@ -107,4 +109,7 @@ on_both_backends! {
     store settings_versions::settings_versions_count_up_and_read_back_whole,
     store settings_versions::a_save_on_a_stale_version_is_refused_and_saves_nothing,
     store settings_versions::concurrent_saves_on_one_version_save_exactly_one,
+
+    store console_sessions::a_console_session_is_kept_touched_and_ended,
+    store console_sessions::keeping_a_session_sweeps_those_that_ended,
 }

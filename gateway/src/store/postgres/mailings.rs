@@ -5,8 +5,10 @@ use deadpool_postgres::GenericClient;
 
 use super::messages::notify_queued;
 use super::{execute, idempotency, optional_row, rows, Attempt};
-use crate::store::stored::new_id;
-use crate::store::{Channel, Enqueued, Idempotency, MailingCounts, NewMailing};
+use crate::store::stored::{new_id, system_time};
+use crate::store::{
+    mailing_subject, Channel, Enqueued, Idempotency, MailingCounts, MailingSummary, NewMailing,
+};
 
 /// Recipients inserted per statement: one round trip each, however large the mailing.
 const RECIPIENTS_PER_STATEMENT: usize = 1000;
@@ -67,4 +69,27 @@ pub(super) async fn counts(db: &impl GenericClient, id: &str) -> Attempt<Option<
         counts.add(status.parse()?, u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
     }
     Ok(Some(counts))
+}
+
+/// The newest mailings with their counts.
+pub(super) async fn recent(db: &impl GenericClient, limit: i64) -> Attempt<Vec<MailingSummary>> {
+    let found = rows(
+        db,
+        "SELECT id, payload, created_at FROM mailings ORDER BY id DESC LIMIT $1",
+        &[&limit],
+    )
+    .await?;
+    let mut mailings = Vec::with_capacity(found.len());
+    for row in found {
+        let id: String = row.get(0);
+        if let Some(counts) = counts(db, &id).await? {
+            mailings.push(MailingSummary {
+                subject: mailing_subject(row.get(1)),
+                created_at: system_time(row.get(2)),
+                id,
+                counts,
+            });
+        }
+    }
+    Ok(mailings)
 }

@@ -23,6 +23,7 @@
 //! The SQL lives beside the concept it serves, as in the SQLite store: [`messages`],
 //! [`mailings`], [`reports`], [`idempotency`], [`inbound`], [`purge`], [`schema`].
 
+mod console_sessions;
 mod fleet;
 mod idempotency;
 mod inbound;
@@ -50,8 +51,8 @@ use super::fleet::{Buried, Heartbeat, Peer, SmtpSlot};
 use super::stored::{millis, unix_millis};
 use super::{
     Channel, DeliveryReport, Enqueued, Fleet, FleetEvent, Idempotency, InboundRecord, Leased, MailingCounts,
-    MessageRecord, NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome,
-    Settlement, Store, StoreError, StoreHealth,
+    MailingSummary, MessageRecord, NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth,
+    ReportOutcome, Settlement, Store, StoreError, StoreHealth,
 };
 
 /// Connections each gateway keeps to the database at most. Every API request and every
@@ -565,6 +566,14 @@ impl Store for PostgresStore {
     async fn mailing_counts(&self, id: &str) -> Result<Option<MailingCounts>, StoreError> {
         self.read("count a mailing", |client| async move {
             mailings::counts(&client, id).await
+        })
+        .await
+    }
+
+    async fn recent_mailings(&self, limit: usize) -> Result<Vec<MailingSummary>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("list mailings", move |client| async move {
+            mailings::recent(&client, limit).await
         })
         .await
     }

@@ -3,10 +3,12 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::convert::{database, new_id};
+use super::convert::{database, new_id, system_time};
 use super::idempotency;
 use super::messages::INSERT_MESSAGE;
-use crate::store::{Channel, Enqueued, Idempotency, MailingCounts, NewMailing, StoreError};
+use crate::store::{
+    mailing_subject, Channel, Enqueued, Idempotency, MailingCounts, MailingSummary, NewMailing, StoreError,
+};
 
 pub(super) fn insert_mailing(
     conn: &Connection,
@@ -56,4 +58,26 @@ pub(super) fn mailing_counts(conn: &Connection, id: &str) -> rusqlite::Result<Op
         counts.add(status, u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0));
     }
     Ok(Some(counts))
+}
+
+/// The newest mailings with their counts (the mailings are few; each count reads the
+/// index on (mailing, status)).
+pub(super) fn recent(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<MailingSummary>> {
+    let mut select =
+        conn.prepare_cached("SELECT id, payload, created_at FROM mailings ORDER BY id DESC LIMIT ?1")?;
+    let found: Vec<(String, String, i64)> = select
+        .query_map([limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut mailings = Vec::with_capacity(found.len());
+    for (id, payload, created_at) in found {
+        if let Some(counts) = mailing_counts(conn, &id)? {
+            mailings.push(MailingSummary {
+                subject: mailing_subject(&payload),
+                created_at: system_time(created_at),
+                id,
+                counts,
+            });
+        }
+    }
+    Ok(mailings)
 }

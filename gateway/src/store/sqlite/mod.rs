@@ -14,6 +14,7 @@
 //! [`reports`] (delivery reports and their hold), [`idempotency`], [`mailings`],
 //! [`inbound`], [`purge`] (retention), and [`schema`] (set-up and migrations).
 
+mod console_sessions;
 mod convert;
 mod idempotency;
 mod inbound;
@@ -40,9 +41,9 @@ use self::convert::{database, millis, now_millis, unix_millis};
 use self::messages::MessageRow;
 use self::writer::{Write, WriterState};
 use super::{
-    Channel, DeliveryReport, Enqueued, Idempotency, InboundRecord, Leased, MailingCounts, MessageRecord,
-    NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome, Settlement, Store,
-    StoreError, StoreHealth,
+    Channel, DeliveryReport, Enqueued, Idempotency, InboundRecord, Leased, MailingCounts, MailingSummary,
+    MessageRecord, NewInbound, NewMailing, NewMessage, PurgeKind, Purged, QueueDepth, ReportOutcome,
+    Settlement, Store, StoreError, StoreHealth,
 };
 
 /// Read connections kept open between reads.
@@ -287,6 +288,14 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.read("count a mailing", move |conn| {
             mailings::mailing_counts(conn, &id).map_err(database("count a mailing"))
+        })
+        .await
+    }
+
+    async fn recent_mailings(&self, limit: usize) -> Result<Vec<MailingSummary>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("list mailings", move |conn| {
+            mailings::recent(conn, limit).map_err(database("list mailings"))
         })
         .await
     }
