@@ -1,5 +1,5 @@
-//! Admin endpoints: *Send test*, the module's self-check, and the reload (the settings
-//! themselves are in `settings.rs`).
+//! Admin endpoints: *Send test*, the module's self-check, the modules installed, the
+//! queue's depth, and the reload (the settings themselves are in `settings.rs`).
 
 use std::sync::Arc;
 
@@ -14,7 +14,11 @@ use super::{
 };
 use crate::{
     app::{App, ReloadReport},
-    modules::steps::{self, Operation, SelfCheck, StepRecord},
+    modules::{
+        self,
+        steps::{self, Operation, SelfCheck, StepRecord},
+    },
+    store::Channel,
 };
 
 /// The answer of *Send test*.
@@ -94,4 +98,128 @@ pub(super) async fn reload(State(app): State<Arc<App>>) -> Result<Json<ReloadRep
             ))
         }
     }
+}
+
+/// The answer of `GET /v1/admin/sms/modules`.
+#[derive(Debug, Serialize)]
+pub(super) struct ModuleList {
+    /// `sms.modules_dir`.
+    dir: String,
+    /// The module in force.
+    current: String,
+    /// Every library there, sorted by file name.
+    modules: Vec<ModuleListed>,
+}
+
+#[derive(Debug, Serialize)]
+struct ModuleListed {
+    file: String,
+    /// Whether it loads; if not, `error` says why and the module fields are absent.
+    loadable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugin_api: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `GET /v1/admin/sms/modules`: every module library in `sms.modules_dir`, as
+/// `gateway modules list` shows them: name, version and description, or why it
+/// cannot load (the console's *Module* list box).
+pub(super) async fn sms_modules(State(app): State<Arc<App>>) -> Result<Json<ModuleList>, Problem> {
+    let live = app.live();
+    let dir = live.settings.sms.modules_dir.clone();
+    let current = live.module.name().to_string();
+    let listing = {
+        let dir = dir.clone();
+        // Loading a library reads and maps a file: blocking work.
+        tokio::task::spawn_blocking(move || modules::list_dir(&dir)).await
+    };
+    let entries = match listing {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(error)) => {
+            return Err(Problem::unavailable(format!(
+                "cannot read sms.modules_dir {}: {error}",
+                dir.display()
+            )))
+        }
+        Err(error) => return Err(Problem::internal(format!("listing the modules failed: {error}"))),
+    };
+    let modules = entries
+        .into_iter()
+        .map(|(path, result)| {
+            let file = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            match result {
+                Ok(info) => ModuleListed {
+                    file,
+                    loadable: true,
+                    name: Some(info.name),
+                    version: Some(info.version),
+                    description: Some(info.description),
+                    plugin_api: Some(info.plugin_api),
+                    error: None,
+                },
+                Err(error) => ModuleListed {
+                    file,
+                    loadable: false,
+                    name: None,
+                    version: None,
+                    description: None,
+                    plugin_api: None,
+                    error: Some(error.to_string()),
+                },
+            }
+        })
+        .collect();
+    Ok(Json(ModuleList {
+        dir: dir.display().to_string(),
+        current,
+        modules,
+    }))
+}
+
+/// The answer of `GET /v1/admin/queue`.
+#[derive(Debug, Serialize)]
+pub(super) struct QueueView {
+    sms: ChannelDepth,
+    email: ChannelDepth,
+}
+
+#[derive(Debug, Serialize)]
+struct ChannelDepth {
+    /// Messages waiting to be leased now.
+    due: u64,
+    /// How long the oldest of them has waited, in seconds (0 when none waits).
+    oldest_due_seconds: f64,
+}
+
+/// `GET /v1/admin/queue`: the work waiting for each channel's workers, as `/metrics`
+/// reports it.
+pub(super) async fn queue(State(app): State<Arc<App>>) -> Result<Json<QueueView>, Problem> {
+    let depth = |channel| {
+        let app = app.clone();
+        async move {
+            let depth = app.store.queue_depth(channel).await.map_err(|error| {
+                tracing::error!(%error, "cannot measure the queue");
+                Problem::unavailable("the store cannot be read now; try again")
+            })?;
+            Ok::<_, Problem>(ChannelDepth {
+                due: depth.due,
+                oldest_due_seconds: depth.oldest_due_age.map_or(0.0, |age| age.as_secs_f64()),
+            })
+        }
+    };
+    Ok(Json(QueueView {
+        sms: depth(Channel::Sms).await?,
+        email: depth(Channel::Email).await?,
+    }))
 }

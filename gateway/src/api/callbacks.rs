@@ -69,16 +69,16 @@ pub(super) async fn callback(
 
 /// The query of `GET /v1/inbound`.
 #[derive(Debug, PartialEq, Eq)]
-struct Page {
-    limit: usize,
-    before: Option<String>,
+pub(super) struct Page {
+    pub(super) limit: usize,
+    pub(super) before: Option<String>,
 }
 
 impl Page {
     /// Reads `limit` and `before` from the query's pairs. Done here rather than by
     /// `Query<T>`, whose rejection is a plain-text 400: a bad parameter is a
     /// problem+json 422 naming it, as for a body field.
-    fn parse(pairs: Vec<(String, String)>) -> Result<Page, Problem> {
+    pub(super) fn parse(pairs: Vec<(String, String)>) -> Result<Page, Problem> {
         let mut page = Page {
             limit: 50,
             before: None,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::HeaderMap,
     response::Response,
     Json,
@@ -15,6 +15,7 @@ use super::{
     accepted,
     auth::{role, Caller},
     body::{BodyLimit, JsonBody},
+    callbacks::Page,
     enqueue, idempotency_key,
     problem::Problem,
 };
@@ -26,7 +27,8 @@ use crate::{
     },
     metrics::Metrics,
     settings::{ServerSettings, Settings},
-    store::{Channel, MailingCounts, NewMailing},
+    store::{Channel, MailingCounts, MailingSummary, NewMailing},
+    time::rfc3339,
 };
 
 /// Recipients (to, cc and bcc together) one e-mail may have; a mailing has no limit
@@ -232,4 +234,99 @@ pub(super) async fn email_check(State(app): State<Arc<App>>) -> Json<check::Repo
     let report = check::check(&live.settings.email, &live.smtp).await;
     tracing::info!(ok = report.ok, failed_step = ?report.failed_step, server = %report.server, "SMTP connection check");
     Json(report)
+}
+
+/// One mailing of the list.
+#[derive(Debug, Serialize)]
+pub(super) struct MailingListed {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    created_at: String,
+    #[serde(flatten)]
+    counts: MailingCounts,
+}
+
+/// The answer of `GET /v1/mailings`.
+#[derive(Debug, Serialize)]
+pub(super) struct MailingList {
+    /// Newest first.
+    items: Vec<MailingListed>,
+}
+
+/// `GET /v1/mailings?limit=20`: the newest mailings with their progress (the
+/// console's view of what is being sent).
+pub(super) async fn list_mailings(
+    State(app): State<Arc<App>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Json<MailingList>, Problem> {
+    let page = Page::parse(query.into_iter().filter(|(name, _)| name == "limit").collect())?;
+    let mailings = app.store.recent_mailings(page.limit).await.map_err(|error| {
+        tracing::error!(%error, "cannot list mailings");
+        Problem::unavailable("the store cannot be read now; try again")
+    })?;
+    let items = mailings
+        .into_iter()
+        .map(
+            |MailingSummary {
+                 id,
+                 subject,
+                 created_at,
+                 counts,
+             }| MailingListed {
+                id,
+                subject,
+                created_at: rfc3339(created_at),
+                counts,
+            },
+        )
+        .collect();
+    Ok(Json(MailingList { items }))
+}
+
+/// The body of `POST /v1/admin/email/test`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TestEmailRequest {
+    to: String,
+}
+
+impl BodyLimit for TestEmailRequest {}
+
+/// `POST /v1/admin/email/test`: the admin's *Send a test e-mail*: one real e-mail from
+/// `email.default_from` to the address given, queued like any other (so it goes
+/// through the limits and retries, and its status is `GET /v1/messages/{id}`).
+pub(super) async fn email_test(
+    State(app): State<Arc<App>>,
+    JsonBody(request): JsonBody<TestEmailRequest>,
+) -> Result<Response, Problem> {
+    let live = app.live();
+    let to = addresses("to", vec![request.to]).map_err(|problem| {
+        Problem::invalid("to", problem.detail.trim_start_matches("to[0]: ").to_string())
+    })?;
+    let from = live.settings.email.default_from.clone().ok_or_else(|| {
+        Problem::invalid(
+            "email.default_from",
+            "a test e-mail needs a Default From address: set it first",
+        )
+    })?;
+    let from = parse_mailbox(&from)
+        .map(|mailbox| mailbox.to_string())
+        .map_err(|reason| Problem::invalid("email.default_from", reason))?;
+    let payload = EmailPayload {
+        from,
+        to,
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        subject: "Test e-mail from the gateway".into(),
+        text: Some(format!(
+            "This is a test e-mail, sent from the gateway's admin console to check its SMTP settings \
+             (server {}:{}).\n",
+            live.settings.email.host, live.settings.email.port
+        )),
+        html: None,
+    };
+    let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
+    tracing::info!("test e-mail queued");
+    enqueue(&app, Channel::Email, payload, None).await
 }

@@ -65,6 +65,7 @@ routes! {
         post "/v1/sms" => sms::post_sms,
         post "/v1/email" => email::post_email,
         post "/v1/mailings" => email::post_mailing,
+        get "/v1/mailings" => email::list_mailings,
         get "/v1/mailings/{id}" => email::get_mailing,
         get "/v1/messages/{id}" => messages::get_message,
         get "/v1/inbound" => callbacks::list_inbound,
@@ -72,7 +73,10 @@ routes! {
     admin {
         post "/v1/admin/sms/test" => admin::sms_test,
         post "/v1/admin/sms/check" => admin::sms_check,
+        get "/v1/admin/sms/modules" => admin::sms_modules,
         post "/v1/admin/email/check" => email::email_check,
+        post "/v1/admin/email/test" => email::email_test,
+        get "/v1/admin/queue" => admin::queue,
         get "/v1/admin/settings" => settings::settings,
         put "/v1/admin/settings" => settings::save,
         get "/v1/admin/settings/history" => settings::history,
