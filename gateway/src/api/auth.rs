@@ -2,6 +2,10 @@
 //! route needs, and counts refused tokens per client address ([`AuthFailures`]).
 //! Tokens are compared in constant time, and never logged or echoed.
 //!
+//! The admin console's browser presents no token but a session cookie instead
+//! (`session.rs`): it stands for the admin token it was opened with, so the console's
+//! pages call the same endpoints a script does.
+//!
 //! The route table (`api/mod.rs`) puts every route in a group by role and runs
 //! `Caller<role::…>` in front of the group's routes, so no route can forget its
 //! check; a handler that needs to know the caller (to scope an idempotency key) takes
@@ -15,7 +19,7 @@ use axum::{
 };
 use subtle::ConstantTimeEq;
 
-use super::{auth_failures::AuthFailures, problem::Problem, ApiState};
+use super::{auth_failures::AuthFailures, problem::Problem, session, ApiState};
 use crate::token::{ApiToken, Role};
 
 /// The roles a route may need, as types, so that a signature states it.
@@ -42,15 +46,18 @@ pub mod role {
 pub struct Caller<R> {
     /// Which configured token it was (its position), to scope idempotency keys.
     pub token_index: usize,
+    /// Whether it came through a console session rather than with the token.
+    pub console: bool,
     role: PhantomData<R>,
 }
 
 /// A token found valid on this request: kept in its extensions, so that a second
 /// `Caller` on the same request does not check (or count) it again.
 #[derive(Debug, Clone, Copy)]
-struct Identified {
-    role: Role,
-    token_index: usize,
+pub(super) struct Identified {
+    pub(super) role: Role,
+    pub(super) token_index: usize,
+    pub(super) console: bool,
 }
 
 impl<R: role::Needed> FromRequestParts<ApiState> for Caller<R> {
@@ -60,7 +67,13 @@ impl<R: role::Needed> FromRequestParts<ApiState> for Caller<R> {
         let identified = match parts.extensions.get::<Identified>() {
             Some(identified) => *identified,
             None => {
-                let identified = identify_counting_failures(parts, state)?;
+                let identified = if !parts.headers.contains_key(header::AUTHORIZATION)
+                    && session::presented(&parts.headers).is_some()
+                {
+                    session::identify(parts, state).await?
+                } else {
+                    identify_counting_failures(parts, state)?
+                };
                 parts.extensions.insert(identified);
                 identified
             }
@@ -71,6 +84,7 @@ impl<R: role::Needed> FromRequestParts<ApiState> for Caller<R> {
             )),
             _ => Ok(Caller {
                 token_index: identified.token_index,
+                console: identified.console,
                 role: PhantomData,
             }),
         }
@@ -117,6 +131,11 @@ fn identify(headers: &HeaderMap, tokens: &[ApiToken]) -> Result<Identified, Prob
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or_else(|| Problem::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    find_token(presented, tokens)
+}
+
+/// The configured token `presented` is, by a constant-time comparison with each.
+pub(super) fn find_token(presented: &str, tokens: &[ApiToken]) -> Result<Identified, Problem> {
     if tokens.is_empty() {
         return Err(Problem::unauthorized(
             "this gateway has no API tokens configured: add [[auth.tokens]] to its settings",
@@ -129,6 +148,7 @@ fn identify(headers: &HeaderMap, tokens: &[ApiToken]) -> Result<Identified, Prob
             found = Some(Identified {
                 role: token.role,
                 token_index: index,
+                console: false,
             });
         }
     }

@@ -7,9 +7,11 @@ mod auth;
 mod auth_failures;
 mod body;
 mod callbacks;
+mod console;
 mod email;
 mod messages;
 pub mod problem;
+mod session;
 mod settings;
 mod sms;
 
@@ -61,6 +63,17 @@ routes! {
         // No token: the module checks the provider's signature or secret.
         any "/v1/providers/{module}/callback" => callbacks::callback,
     }
+    // The admin console's pages and its sign-in: each page checks the session itself
+    // (the sign-in form needs none), and every answer gets the console's headers.
+    console {
+        get "/console" => console::root,
+        get "/console/" => console::index,
+        get "/console/sign-in" => console::sign_in_form,
+        post "/console/sign-in" => session::sign_in,
+        post "/console/sign-out" => session::sign_out,
+        get "/console/console.css" => console::css,
+        get "/console/console.js" => console::js,
+    }
     send {
         post "/v1/sms" => sms::post_sms,
         post "/v1/email" => email::post_email,
@@ -96,6 +109,10 @@ mod access {
 
     pub fn public(routes: Router<ApiState>, _: &ApiState) -> Router<ApiState> {
         routes
+    }
+
+    pub fn console(routes: Router<ApiState>, _: &ApiState) -> Router<ApiState> {
+        routes.layer(axum::middleware::map_response(super::console::security_headers))
     }
 
     pub fn send(routes: Router<ApiState>, state: &ApiState) -> Router<ApiState> {

@@ -226,7 +226,8 @@ pub(super) async fn history(State(app): State<Arc<App>>) -> Result<Json<History>
 }
 
 /// How the history names a caller: its token's role and position in `auth.tokens`,
-/// and a short digest of the token that tells tokens apart without revealing one.
+/// and a short digest of the token that tells tokens apart without revealing one;
+/// through a console session, the session's token, said so.
 fn who<R>(app: &App, caller: &Caller<R>) -> String {
     let live = app.live();
     let Some(token) = live.settings.auth.get(caller.token_index) else {
@@ -238,7 +239,8 @@ fn who<R>(app: &App, caller: &Caller<R>) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    format!("{role} token #{} (sha256 {digest}…)", caller.token_index + 1)
+    let via = if caller.console { " in the console" } else { "" };
+    format!("{role} token #{} (sha256 {digest}…){via}", caller.token_index + 1)
 }
 
 fn refused(error: SaveError) -> Problem {

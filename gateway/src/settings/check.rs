@@ -13,8 +13,8 @@ use figment::error::Kind;
 use super::{
     raw::{RawBlob, RawDuration, RawEmail, RawSettings, RawSms},
     shown::is_secret,
-    EmailSettings, FailureLimit, LogSettings, ServerSettings, Settings, SettingsError, SmsSettings,
-    StorageSettings, StorageUrl,
+    EmailSettings, FailureLimit, LogSettings, ServerSettings, SessionLimits, Settings, SettingsError,
+    SmsSettings, StorageSettings, StorageUrl,
 };
 use crate::{
     email::limits::EmailLimits,
@@ -137,6 +137,11 @@ impl Settings {
             window: positive_ms("auth.failure_window_ms", raw.auth.failure_window_ms)?,
         };
 
+        let console_sessions = SessionLimits {
+            ttl: raw.auth.console_session_ttl.check("auth.console_session_ttl")?,
+            idle: raw.auth.console_idle_timeout.check("auth.console_idle_timeout")?,
+        };
+
         let log = LogSettings {
             format: raw.log.format,
             level: raw.log.level,
@@ -149,6 +154,7 @@ impl Settings {
             sms,
             auth,
             auth_failures,
+            console_sessions,
             log,
         })
     }

@@ -61,6 +61,8 @@ pub struct Settings {
     pub auth: Vec<ApiToken>,
     /// `auth.max_failures` and `auth.failure_window_ms`.
     pub auth_failures: FailureLimit,
+    /// `auth.console_session_ttl` and `auth.console_idle_timeout`.
+    pub console_sessions: SessionLimits,
     pub log: LogSettings,
 }
 
@@ -127,6 +129,15 @@ pub struct SmsSettings {
     pub retry: RetryPolicy,
     /// How long a delivery report that matched no sent SMS is kept for its message.
     pub report_hold: Duration,
+}
+
+/// How long an admin console sign-in lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// A session ends this long after its sign-in, however busy (default 12 h).
+    pub ttl: Duration,
+    /// A session unused this long ends early (default 1 h).
+    pub idle: Duration,
 }
 
 /// How many refused tokens a client address may present before it is held off.

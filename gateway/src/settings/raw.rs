@@ -172,6 +172,8 @@ pub(super) struct RawAuth {
     pub(super) tokens: Vec<RawToken>,
     pub(super) max_failures: u64,
     pub(super) failure_window_ms: u64,
+    pub(super) console_session_ttl: RawDuration,
+    pub(super) console_idle_timeout: RawDuration,
 }
 
 impl Default for RawAuth {
@@ -180,6 +182,8 @@ impl Default for RawAuth {
             tokens: Vec::new(),
             max_failures: 20,
             failure_window_ms: 60_000,
+            console_session_ttl: RawDuration::Text("12h".into()),
+            console_idle_timeout: RawDuration::Text("1h".into()),
         }
     }
 }
