@@ -348,6 +348,10 @@ async fn an_admin_sets_up_checks_tests_watches_and_rolls_back_in_the_browser() {
     browser.wait_all("#smtp-check-result li.failed", |n| n == 1).await;
     assert!(verdict.contains("Connect"), "{verdict}");
 
+    // On a phone's screen the same page reflows to one column.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.screenshot("5-phone-email").await;
+
     // Sign out: the session is over, also for a request that still presents it.
     browser.click("sign-out").await;
     browser.id("token").await;
