@@ -26,7 +26,8 @@ fn artefacts() -> PathBuf {
 }
 
 /// A gateway with SMTP limits of 20 per connection for 2 threads, aiosmtpd behind it,
-/// and a modules directory holding `file`, `echo` and a library that cannot load.
+/// a modules directory holding `file`, `echo` and a library that cannot load, and
+/// `sms.sender` set by the environment.
 async fn gateway(smtp: &SmtpServer, modules: &std::path::Path) -> (GatewayProcess, TestConfig) {
     let email = format!(
         "[email]\nhost = \"127.0.0.1\"\nport = {}\ndefault_from = \"gateway@example.com\"\n\
@@ -39,7 +40,11 @@ async fn gateway(smtp: &SmtpServer, modules: &std::path::Path) -> (GatewayProces
     config.toml = config
         .toml
         .replacen(&dir, &format!("modules_dir = {modules:?}"), 1);
-    let process = GatewayProcess::start(&config).await;
+    // The environment sets the sender: the console shows it read-only, naming the variable.
+    let process = GatewayProcess::start_with(&config, |command| {
+        command.env("GATEWAY_SMS__SENDER", "ENVCO");
+    })
+    .await;
     (process, config)
 }
 
@@ -234,6 +239,14 @@ async fn an_admin_sets_up_checks_tests_watches_and_rolls_back_in_the_browser() {
         "{labels:?}"
     );
     browser.screenshot("2-sms").await;
+    let sender = browser.id("sms-sender").await;
+    assert!(
+        !sender.is_enabled().await.unwrap(),
+        "a key the environment sets is read-only"
+    );
+    assert_eq!(sender.prop("value").await.unwrap().as_deref(), Some("ENVCO"));
+    let note = browser.wait_all("#sms-form .env-note", |n| n == 1).await;
+    assert!(note[0].text().await.unwrap().contains("GATEWAY_SMS__SENDER"));
 
     // Send test: one line in the file module's output, the number as normalised.
     browser.type_into("sms-test-to", "07911 123456").await;
@@ -347,6 +360,32 @@ async fn an_admin_sets_up_checks_tests_watches_and_rolls_back_in_the_browser() {
         .await;
     browser.wait_all("#smtp-check-result li.failed", |n| n == 1).await;
     assert!(verdict.contains("Connect"), "{verdict}");
+
+    // Someone else saves meanwhile: the console's save is refused as stale, saves
+    // nothing, and a reload shows the newer version.
+    let (status, other) = api
+        .put(
+            "/v1/admin/settings",
+            ADMIN_TOKEN,
+            &json!({ "base_version": 3, "set": { "email.check_address": "ops@example.com" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{other}");
+    browser.type_into("email-smtp_threads", "3").await;
+    browser.click("email-save").await;
+    browser.wait_all("#stale:not([hidden])", |n| n == 1).await;
+    assert_eq!(console_version(&api).await, 4, "the stale save saved nothing");
+    browser.click("reload").await;
+    browser
+        .wait_text("version-line", |t| t.contains("version 4"))
+        .await;
+    let check_address = browser
+        .id("email-check_address")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(check_address.as_deref(), Some("ops@example.com"));
 
     // On a phone's screen the same page reflows to one column.
     browser.client.set_window_size(390, 844).await.unwrap();

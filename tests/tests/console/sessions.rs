@@ -121,3 +121,47 @@ async fn behind_https_the_cookie_is_secure_and_wrong_tokens_are_held_off() {
     assert!(held_off.headers().get("set-cookie").is_none());
     assert!(held_off.text().await.unwrap().contains("Too many wrong tokens"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_on_one_gateway_of_a_fleet_works_on_another_and_ends_on_all() {
+    let url = e2e::postgres::database();
+    let configs = [
+        TestConfig::new("file", None, "", "").with_storage_url(&url),
+        TestConfig::new("file", None, "", "").with_storage_url(&url),
+    ];
+    let a = GatewayProcess::start(&configs[0]).await;
+    let b = GatewayProcess::start(&configs[1]).await;
+    let cookie = session_cookie(&sign_in(&a.url, ADMIN_TOKEN).await);
+
+    let on_b = client()
+        .get(format!("{}/v1/admin/settings", b.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        on_b.status(),
+        200,
+        "a load balancer may send the next request to b"
+    );
+
+    let signed_out = client()
+        .post(format!("{}/console/sign-out", b.url))
+        .header("origin", &b.url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 303);
+    assert!(signed_out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let on_a = client()
+        .get(format!("{}/v1/admin/settings", a.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_a.status(), 401, "signed out on b is signed out on a");
+}
