@@ -42,9 +42,9 @@ use crate::{store::NewConsoleSession, token::Role};
 /// The session cookie's name.
 pub const COOKIE: &str = "gateway_console";
 
-/// A session's use is written at most this often, so that a console polling every
-/// second does not write to the store every second; the idle timeout is that much
-/// less exact.
+/// A session's use is written at most this often (or every quarter of the idle
+/// timeout, when that is shorter), so that a console polling every second does not
+/// write to the store every second; the idle timeout is that much less exact.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// The session id a request's `Cookie` header presents, if any.
@@ -113,7 +113,7 @@ pub(super) async fn session_token(state: &ApiState, id: &str) -> Result<Option<u
             .map_err(store_failed)?;
         return Ok(None);
     };
-    if idle >= TOUCH_EVERY {
+    if idle >= TOUCH_EVERY.min(limits.idle / 4) {
         store
             .touch_console_session(&id_digest)
             .await

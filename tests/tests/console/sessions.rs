@@ -165,3 +165,30 @@ async fn a_session_opened_on_one_gateway_of_a_fleet_works_on_another_and_ends_on
         .unwrap();
     assert_eq!(on_a.status(), 401, "signed out on b is signed out on a");
 }
+
+#[tokio::test]
+async fn a_session_in_use_lives_on_and_one_left_idle_ends() {
+    let config = TestConfig::new("file", None, "", "");
+    let gateway = GatewayProcess::start_with(&config, |command| {
+        command.env("GATEWAY_AUTH__CONSOLE_IDLE_TIMEOUT", "2s");
+    })
+    .await;
+    let url = &gateway.url;
+    let cookie = session_cookie(&sign_in(url, ADMIN_TOKEN).await);
+    let settings = || async {
+        client()
+            .get(format!("{url}/v1/admin/settings"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    // Used every 1.2 s, it outlives the 2 s idle timeout.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(settings().await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(settings().await, 401, "left idle past the timeout");
+}
