@@ -494,6 +494,20 @@ mod tests {
     }
 
     #[test]
+    fn console_sessions_last_12h_or_1h_idle_and_a_bad_duration_names_its_key() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.console_sessions.ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(s.console_sessions.idle, Duration::from_secs(3600));
+        let s = Settings::from_toml("[auth]\nconsole_session_ttl = \"8h\"\nconsole_idle_timeout = 900000")
+            .unwrap();
+        assert_eq!(s.console_sessions.ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(s.console_sessions.idle, Duration::from_secs(900));
+        let e = err("[auth]\nconsole_session_ttl = \"a day\"");
+        assert!(e.starts_with("auth.console_session_ttl: "), "{e}");
+        assert!(err("[auth]\nconsole_idle_timeout = 0").starts_with("auth.console_idle_timeout: "));
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_or_errors() {
         let s = Settings::from_toml(
             "[email]\nusername = \"u\"\npassword = \"hunter2-secret\"\n[sms]\nplugin_config = \"blob-secret\"\n\
