@@ -16,6 +16,7 @@ const PACKAGES: &[&str] = &[
     "sms-module-twilio",
     "sms-module-template",
     "test-module-echo",
+    "test-module-lines",
     "test-module-guide",
     "test-module-panicky",
     "test-module-steps",
@@ -534,6 +535,7 @@ impl Drop for GatewayProcess {
     }
 }
 pub mod compat;
+pub mod line_peer;
 pub mod postgres;
 pub mod smtp;
 
