@@ -13,6 +13,7 @@ const PACKAGES: &[&str] = &[
     "gateway",
     "sms-module-file",
     "sms-module-http",
+    "sms-module-smpp",
     "sms-module-twilio",
     "sms-module-template",
     "test-module-echo",
@@ -537,6 +538,7 @@ impl Drop for GatewayProcess {
 pub mod compat;
 pub mod line_peer;
 pub mod postgres;
+pub mod smpp;
 pub mod smtp;
 
 /// The sum of the samples of metric `name` with these labels in a `/metrics` scrape
