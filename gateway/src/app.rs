@@ -11,6 +11,7 @@ use crate::{
     metrics::Metrics,
     modules::{http::HttpClient, LoadError, Module, ModuleInfo},
     settings::{self, Loaded, Settings, SettingsError, Shown},
+    sms::session::{EventSender, SessionLimits, SessionPool},
     store::Store,
 };
 
@@ -22,6 +23,9 @@ pub struct Live {
     pub shown: std::collections::BTreeMap<String, Shown>,
     /// The SMS module started from `settings.sms`.
     pub module: Module,
+    /// Its sessions, when it asked for some (plugin-api 1.2): kept as long as the
+    /// module is, ended politely when the last `Live` holding them is gone.
+    pub sessions: Option<Arc<SessionPool>>,
     /// The SMTP server of `settings.email`, prepared (CA file read) once.
     pub smtp: SmtpTarget,
     /// Performs SMS modules' HTTP requests, with `sms.http_timeout_ms`.
@@ -29,27 +33,62 @@ pub struct Live {
 }
 
 impl Live {
-    /// Builds everything the settings describe, starting `module` if given, else the
-    /// module the settings name.
+    /// Builds everything the settings describe, keeping `running` (a module and its
+    /// sessions) if given, else starting the module the settings name and, if it asks
+    /// for sessions, opening them; what they deliver goes to `events`.
     pub async fn build(
         loaded: &Loaded,
-        module: Option<Module>,
+        running: Option<(Module, Option<Arc<SessionPool>>)>,
         metrics: &Arc<Metrics>,
+        events: &EventSender,
     ) -> Result<Live, ReloadError> {
         let settings = loaded.settings.clone();
-        let module = match module {
-            Some(module) => module,
-            None => start_module(&settings).await?.with_metrics(metrics.clone()),
-        };
         let smtp = SmtpTarget::new(&settings.email)?;
+        let (module, sessions) = match running {
+            Some(running) => running,
+            None => {
+                let module = start_module(&settings).await?.with_metrics(metrics.clone());
+                let sessions = match module.session_plan().await {
+                    Ok(Some(plan)) => Some(SessionPool::start(
+                        module.clone(),
+                        plan,
+                        session_limits(&settings),
+                        events.clone(),
+                        Some(metrics.clone()),
+                    )),
+                    Ok(None) => None,
+                    Err(error) => {
+                        return Err(ReloadError::Module(LoadError::StartFailed {
+                            path: module.info().path.clone(),
+                            module: module.name().to_string(),
+                            error: plugin_api::ModuleError::permanent(format!("session_plan: {error}")),
+                        }))
+                    }
+                };
+                (module, sessions)
+            }
+        };
         let http = HttpClient::new(settings.sms.http_timeout);
         Ok(Live {
             shown: loaded.describe(),
             settings,
             module,
+            sessions,
             smtp,
             http,
         })
+    }
+}
+
+/// The time limits of a module's sessions: connecting as an HTTP request may take, an
+/// outcome within what the send's lease allows (see `modules::steps::lease_duration`),
+/// and the stop's grace to end them.
+pub fn session_limits(settings: &Settings) -> SessionLimits {
+    let sms = &settings.sms;
+    SessionLimits {
+        connect: sms.http_timeout,
+        outcome: sms.call_timeout * 2 + sms.http_timeout * crate::modules::steps::MAX_HTTP_STEPS as u32,
+        close_grace: settings.server.shutdown_grace,
     }
 }
 
@@ -95,6 +134,8 @@ pub struct App {
     /// graceful stop releases its own. Each lease also has a token of its own.
     pub gateway_id: String,
     pub metrics: Arc<Metrics>,
+    /// Where the sessions of every module generation send what they deliver.
+    pub session_events: EventSender,
     /// The settings in force, as loaded: what a reload compares against. Also held
     /// while a reload or a console save runs, so that they happen one at a time.
     pub(crate) loaded: tokio::sync::Mutex<Loaded>,
@@ -163,7 +204,13 @@ const MODULE_KEYS: &[&str] = &[
 ];
 
 impl App {
-    pub fn new(loaded: Loaded, live: Live, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<App> {
+    pub fn new(
+        loaded: Loaded,
+        live: Live,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        session_events: EventSender,
+    ) -> Arc<App> {
         Arc::new(App {
             live: ArcSwap::from_pointee(live),
             store,
@@ -177,6 +224,7 @@ impl App {
             loaded: tokio::sync::Mutex::new(loaded),
             refused_console_version: std::sync::atomic::AtomicU64::new(0),
             metrics,
+            session_events,
         })
     }
 
@@ -212,12 +260,13 @@ impl App {
     ) -> Result<(Live, ReloadReport), ReloadError> {
         let changed = loaded.changed_since(current);
         let module_switched = changed.iter().any(|key| MODULE_KEYS.contains(&key.as_str()));
-        let module = if module_switched {
+        let running = if module_switched {
             None
         } else {
-            Some(self.live().module.clone())
+            let live = self.live();
+            Some((live.module.clone(), live.sessions.clone()))
         };
-        let live = Live::build(loaded, module, &self.metrics)
+        let live = Live::build(loaded, running, &self.metrics, &self.session_events)
             .await
             .map_err(|error| match error {
                 ReloadError::Module(error) => ReloadError::NewModule(error),
@@ -244,7 +293,15 @@ impl App {
         live: Live,
         report: &ReloadReport,
     ) {
-        self.live.store(Arc::new(live));
+        let old = self.live.swap(Arc::new(live));
+        if report.module_switched {
+            // The old module's sessions end now, not when the last holder of the old
+            // settings lets go of them: they unbind once their pending sends are
+            // answered, and SMS handed to them meanwhile are retried with the new one.
+            if let Some(sessions) = old.sessions.clone() {
+                tokio::spawn(async move { sessions.close().await });
+            }
+        }
         *current = loaded;
         tracing::info!(
             changed = ?report.changed,

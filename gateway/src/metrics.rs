@@ -49,6 +49,11 @@ pub struct CallLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabels {
+    pub module: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub route: String,
     pub method: String,
@@ -74,6 +79,11 @@ pub struct Metrics {
     pub purged: Family<PurgeLabels, Counter>,
     /// Gateways of the fleet alive at the last heartbeat, this one included.
     pub fleet_gateways: Gauge,
+    /// Sessions (plugin-api 1.2) whose module said they are ready, per module.
+    pub sessions_ready: Family<ModuleLabels, Gauge>,
+    /// SMS handed to a session and not answered yet, per module.
+    pub session_sends_pending: Family<ModuleLabels, Gauge>,
+    pub session_reconnects: Family<ModuleLabels, Counter>,
     settings_fingerprint: Family<FingerprintLabels, Gauge>,
 }
 
@@ -164,6 +174,24 @@ impl Metrics {
             "Gateways sharing this store that were alive at the last heartbeat, this one included",
             fleet_gateways.clone(),
         );
+        let sessions_ready = Family::<ModuleLabels, Gauge>::default();
+        registry.register(
+            "sms_sessions_ready",
+            "Sessions of a session module (plugin-api 1.2) that are ready for sends",
+            sessions_ready.clone(),
+        );
+        let session_sends_pending = Family::<ModuleLabels, Gauge>::default();
+        registry.register(
+            "sms_session_sends_pending",
+            "SMS handed to a module's sessions whose outcome has not come yet",
+            session_sends_pending.clone(),
+        );
+        let session_reconnects = Family::<ModuleLabels, Counter>::default();
+        registry.register(
+            "sms_session_reconnects",
+            "Sessions that ended and were opened again (or failed to open)",
+            session_reconnects.clone(),
+        );
         let settings_fingerprint = Family::<FingerprintLabels, Gauge>::default();
         registry.register(
             "settings_fingerprint",
@@ -216,6 +244,9 @@ impl Metrics {
             queue_oldest_due_seconds,
             smtp_connections_open,
             fleet_gateways,
+            sessions_ready,
+            session_sends_pending,
+            session_reconnects,
             settings_fingerprint,
             smtp_emails_per_connection,
             module_call_seconds,

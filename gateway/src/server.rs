@@ -68,10 +68,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = open_store(&loaded.settings.storage.url).await?;
     let metrics = Arc::new(Metrics::new());
-    let (loaded, live) = start_settings(loaded, store.as_ref(), &metrics).await?;
+    let (session_events, delivered_on_sessions) = tokio::sync::mpsc::unbounded_channel();
+    let (loaded, live) = start_settings(loaded, store.as_ref(), &metrics, &session_events).await?;
     let grace = live.settings.server.shutdown_grace;
     let reload_on_hangup = loaded.source.is_some();
-    let app = App::new(loaded, live, store, metrics);
+    let app = App::new(loaded, live, store, metrics, session_events);
     if reload_on_hangup {
         tokio::spawn(reload_on_sighup(app.clone()));
     }
@@ -80,6 +81,11 @@ pub async fn run(
     let sms_worker = tokio::spawn(delivery::sms::run(app.clone(), stop.child_token()));
     let smtp_engine = tokio::spawn(delivery::email::run(app.clone(), stop.child_token()));
     let forwarder = tokio::spawn(sms::inbound::forward(app.clone(), stop.child_token()));
+    let session_events = tokio::spawn(sms::session::apply_events(
+        app.clone(),
+        delivered_on_sessions,
+        stop.child_token(),
+    ));
     let purge = tokio::spawn(purger::run(app.clone(), stop.child_token()));
     let heartbeat = tokio::spawn(fleet::run(app.clone(), stop.child_token()));
     let wake_ups = tokio::spawn(fleet::wake_on_peers(app.clone(), stop.child_token()));
@@ -120,6 +126,12 @@ pub async fn run(
     let finished = tokio::time::timeout(grace, async {
         let _ = server.await;
         let _ = sms_worker.await;
+        // No SMS is handed to the sessions any more: they unbind once the provider has
+        // answered the last ones.
+        if let Some(sessions) = app.live().sessions.clone() {
+            sessions.close().await;
+        }
+        let _ = session_events.await;
         let _ = smtp_engine.await;
         let _ = forwarder.await;
         let _ = purge.await;
@@ -153,12 +165,13 @@ async fn start_settings(
     loaded: Loaded,
     store: &dyn Store,
     metrics: &Arc<Metrics>,
+    events: &crate::sms::session::EventSender,
 ) -> anyhow::Result<(Loaded, Live)> {
     if let Some(layer) = crate::console_settings::latest_layer(store).await? {
         let version = layer.version;
         let attempt = async {
             let with_console = loaded.with_console(Some(layer))?;
-            let live = Live::build(&with_console, None, metrics).await?;
+            let live = Live::build(&with_console, None, metrics, events).await?;
             Ok::<_, crate::app::ReloadError>((with_console, live))
         };
         match attempt.await {
@@ -174,7 +187,7 @@ async fn start_settings(
             ),
         }
     }
-    let live = Live::build(&loaded, None, metrics).await?;
+    let live = Live::build(&loaded, None, metrics, events).await?;
     Ok((loaded, live))
 }
 

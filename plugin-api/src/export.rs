@@ -10,12 +10,13 @@ use std::{
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{RBox, RErr, RResult, RStr},
+    std_types::{RBox, RErr, ROption, RResult, RStr, RVec},
 };
 
 use crate::{
     CallbackReply, CallbackRequest, ErrorKind, Host, HttpResponse, ModuleError, ModuleRoot, ModuleRootRef,
-    OutboundSms, Provider, Provider_TO, Step, Step_NE,
+    OutboundSms, Provider, Provider_TO, SessionAction, SessionAction_NE, SessionEvent, SessionEvent_NE,
+    SessionId, SessionPlan, Step, Step_NE,
 };
 
 /// A provider module, written in plain Rust. Export it with
@@ -68,6 +69,40 @@ pub trait SmsModule: Sized + Send + Sync + 'static {
     fn self_check_response(&self, _response: &HttpResponse) -> Result<Step, ModuleError> {
         Err(ModuleError::unsupported(format!(
             "module `{}` made no HTTP request and expects no response",
+            Self::NAME
+        )))
+    }
+
+    /// Since 1.2: the sessions the gateway should hold open (see [`crate::SessionPlan`]);
+    /// `None` for a module that sends over HTTP. With a plan, the gateway sends every
+    /// SMS with [`session_send`](SmsModule::session_send) and a self-check opens one
+    /// session, waits for [`SessionAction::Ready`] (or the error that closes it), and
+    /// ends it with [`SessionEvent::Closing`].
+    fn session_plan(&self) -> Option<SessionPlan> {
+        None
+    }
+
+    /// Since 1.2: something happened on `session`.
+    fn session_event(
+        &self,
+        _session: SessionId,
+        _event: SessionEvent,
+    ) -> Result<Vec<SessionAction>, ModuleError> {
+        Err(ModuleError::unsupported(format!(
+            "module `{}` holds no sessions",
+            Self::NAME
+        )))
+    }
+
+    /// Since 1.2: sends one SMS over a ready `session`; `Ok` means pending until a
+    /// [`SessionAction::Sent`] for `sms.id`.
+    fn session_send(
+        &self,
+        _session: SessionId,
+        _sms: &OutboundSms,
+    ) -> Result<Vec<SessionAction>, ModuleError> {
+        Err(ModuleError::unsupported(format!(
+            "module `{}` holds no sessions",
             Self::NAME
         )))
     }
@@ -125,9 +160,39 @@ extern "C" fn new_provider<M: SmsModule>(
     host: Host,
 ) -> RResult<Provider_TO<'static, RBox<()>>, ModuleError> {
     guard::<M, _>("new_provider", || {
+        refuse_an_older_gateway::<M>(&host)?;
         let module = M::new(config.as_str(), host)?;
         Ok(Provider_TO::from_value(Guarded(module), TD_Opaque))
     })
+}
+
+/// Refuses to start in a gateway built against an older minor version of plugin-api
+/// than this module: abi_stable lets such a gateway load the module (it compares
+/// major versions only, and the entries a newer module adds to a prefix type are
+/// invisible to an older reader), but the module may count on what that gateway
+/// never does (it would never open a session module's sessions). Gateways from 1.2 on
+/// refuse a newer module themselves, naming both versions; this is the same refusal
+/// for the gateways before them, which cannot say their version (`None`).
+fn refuse_an_older_gateway<M: SmsModule>(host: &Host) -> Result<(), ModuleError> {
+    let minor = |version: &str| -> Option<(u64, u64)> {
+        let mut parts = version.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    let gateway = host.plugin_api_version();
+    let older = match gateway.and_then(minor) {
+        Some(gateway) => minor(crate::PLUGIN_API_VERSION).is_some_and(|module| module > gateway),
+        None => true,
+    };
+    if !older {
+        return Ok(());
+    }
+    Err(ModuleError::permanent(format!(
+        "module `{}` was built against plugin-api {}, newer than this gateway's plugin-api {}: \
+         upgrade the gateway, or use a build of the module for the gateway's plugin-api",
+        M::NAME,
+        crate::PLUGIN_API_VERSION,
+        gateway.unwrap_or("(1.0 or 1.1)"),
+    )))
 }
 
 /// The provider object handed to the gateway: `M` with every call guarded.
@@ -153,6 +218,35 @@ impl<M: SmsModule> Provider for Guarded<M> {
             self.0.self_check_response(response).map(Step_NE::new)
         })
     }
+    fn session_plan(&self) -> ROption<SessionPlan> {
+        // A panic here has no error to become: it is a module without sessions.
+        catch_unwind(AssertUnwindSafe(|| self.0.session_plan()))
+            .ok()
+            .flatten()
+            .into()
+    }
+    fn session_event(
+        &self,
+        session: SessionId,
+        event: &SessionEvent_NE,
+    ) -> RResult<RVec<SessionAction_NE>, ModuleError> {
+        guard::<M, _>("session_event", || match event.as_enum() {
+            Ok(event) => self.0.session_event(session, event.clone()).map(actions),
+            // An event from a newer gateway than this module knows: nothing to do.
+            Err(_) => Ok(RVec::new()),
+        })
+    }
+    fn session_send(
+        &self,
+        session: SessionId,
+        sms: &OutboundSms,
+    ) -> RResult<RVec<SessionAction_NE>, ModuleError> {
+        guard::<M, _>("session_send", || self.0.session_send(session, sms).map(actions))
+    }
+}
+
+fn actions(actions: Vec<SessionAction>) -> RVec<SessionAction_NE> {
+    actions.into_iter().map(SessionAction_NE::new).collect()
 }
 
 thread_local! {

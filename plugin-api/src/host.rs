@@ -21,12 +21,20 @@ impl LogLevel {
     pub const TRACE: Self = LogLevel(5);
 }
 
-/// The gateway's side of logging, implemented by the gateway.
+/// The gateway's side of a module's [`Host`], implemented by the gateway: its log, and
+/// (since 1.2) which plugin-api it was built against.
 #[sabi_trait]
 pub trait HostLog: Send + Sync + Clone {
     /// Write one line to the gateway's log, tagged with the module's name.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
+
+    /// Since 1.2: the plugin-api version the gateway was built against. A gateway
+    /// built against 1.0 or 1.1 has no entry for it, and this default answers for it
+    /// inside the module: empty, "older than 1.2".
+    fn plugin_api_version(&self) -> RStr<'static> {
+        RStr::from_str("")
+    }
 }
 
 /// A module's handle on the gateway, given to [`SmsModule::new`](crate::SmsModule::new).
@@ -49,8 +57,17 @@ impl Host {
         struct Discard;
         impl HostLog for Discard {
             fn log(&self, _: LogLevel, _: RStr<'_>) {}
+            fn plugin_api_version(&self) -> RStr<'static> {
+                RStr::from_str(crate::PLUGIN_API_VERSION)
+            }
         }
         Host::new(HostLog_TO::from_ptr(RArc::new(Discard), sabi_trait::TD_Opaque))
+    }
+
+    /// The plugin-api version of the gateway that created this host, or `None` for a
+    /// gateway older than 1.2 (which does not say).
+    pub fn plugin_api_version(&self) -> Option<&'static str> {
+        Some(self.log.plugin_api_version().as_str()).filter(|version| !version.is_empty())
     }
 
     pub fn log(&self, level: LogLevel, args: fmt::Arguments<'_>) {

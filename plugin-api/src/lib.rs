@@ -124,29 +124,58 @@
 //! type and change no layout that the gateway checks, so a module that uses them loads
 //! in any gateway of the same major version.
 //!
+//! # Sessions (since 1.2)
+//!
+//! A provider whose interface is a long-lived connection (SMPP, where submits are
+//! windowed, answers come out of order and reports arrive at any moment) cannot be
+//! served one HTTP request at a time. Such a module returns a [`SessionPlan`] from
+//! [`SmsModule::session_plan`]; the gateway then holds the connections, feeds the
+//! module [`SessionEvent`]s, and does what its [`SessionAction`]s say. A send over a
+//! session ([`SmsModule::session_send`]) is pending until the module reports its
+//! outcome; inbound SMS and delivery reports found on a session take the path of a
+//! provider callback. The sequence, and who owns what, are drawn in the [`session`]
+//! module's documentation.
+//!
 //! # Versioning
 //!
-//! The version of this crate is the ABI version. The gateway loads a module when the
-//! module's `plugin-api` has the same major version as the gateway's (abi_stable's
-//! rule for versions from 1.0), and its types have compatible layouts.
+//! The version of this crate is the ABI version. What the gateway loads, as tested in
+//! the gateway's `tests/tests/compat.rs` against real libraries:
+//!
+//! - a module built against the **same major and the same or an older minor** version
+//!   than the gateway's: yes. abi_stable itself compares major versions only, but it
+//!   refuses a library whose prefix types (the root module, a `#[sabi_trait]` vtable)
+//!   have *fewer* entries than the loader's ("too many fields"). So a gateway keeps the
+//!   layouts of the older minor versions ([`before_1_2`] for 1.0 and 1.1) and reads
+//!   an older module with the layout it was built with; the methods that module lacks
+//!   answer as their defaults say (no sessions).
+//! - a module built against a **newer minor** version: no. abi_stable would accept it
+//!   (a reader ignores the entries a newer writer added), but the module may count on
+//!   what the gateway does not do, so a gateway from 1.2 on refuses it with both
+//!   versions named, and a module from 1.2 on refuses to start in a gateway older than
+//!   itself ([`Host::plugin_api_version`] tells it the gateway's version; a gateway
+//!   before 1.2 does not say, and is refused as "1.0 or 1.1").
+//! - another **major** version: no (abi_stable's version check).
 //!
 //! A **minor** version (1.x) may only:
-//! - add methods to [`Provider`] after the last one, and fields to [`ModuleRoot`]
-//!   after the last one (both are prefix types: a gateway reading a module built for an
-//!   older minor version sees the new entries as absent, and must check before use);
+//! - add methods with a default body to [`Provider`] and [`HostLog`] after the last
+//!   one, and fields to [`ModuleRoot`] after the last one; the gateway then keeps a
+//!   copy of the previous layouts, as [`before_1_2`] does;
 //! - add constants to the integer-backed enums ([`ErrorKind`], [`LogLevel`],
 //!   [`DeliveryStatus`]) and variants to the `NonExhaustive` enums ([`Step`],
-//!   [`CallbackEvent`]); a receiver treats a value it does not know as documented on
-//!   each type;
+//!   [`CallbackEvent`], [`SessionEvent`], [`SessionAction`]); a receiver treats a value
+//!   it does not know as documented on each type;
 //! - add new types, and new default methods to [`SmsModule`].
 //!
 //! Anything else is a **major** version: removing or renaming anything, changing a
 //! method's signature, adding a field to a plain data struct (such as
-//! [`OutboundSms`]), or changing the size of a `NonExhaustive` enum's storage.
+//! [`OutboundSms`] or [`SessionPlan`]), or changing the size of a `NonExhaustive`
+//! enum's storage.
 
 // abi_stable's derives and #[sabi_trait] expand to impls inside constants.
 #![allow(non_local_definitions)]
 
+#[doc(hidden)]
+pub mod before_1_2;
 mod callback;
 mod error;
 mod export;
@@ -155,6 +184,7 @@ mod message;
 mod request;
 mod root;
 mod secret;
+pub mod session;
 
 pub use callback::{CallbackEvent, CallbackEvent_NE, CallbackReply, CallbackRequest, DeliveryStatus};
 pub use error::{excerpt, ErrorKind, ModuleError, EXCERPT_CHARS};
@@ -165,6 +195,7 @@ pub use host::{Host, HostLog, HostLog_TO, LogLevel};
 pub use message::{Header, HttpRequest, HttpResponse, OutboundSms, Step, Step_NE};
 pub use root::{ModuleRoot, ModuleRootRef, Provider, Provider_TO};
 pub use secret::{constant_time_eq, Secret};
+pub use session::{SessionAction, SessionAction_NE, SessionEvent, SessionEvent_NE, SessionId, SessionPlan};
 
 /// Re-exported so that [`export_sms_module!`] works without a direct dependency.
 pub use abi_stable;

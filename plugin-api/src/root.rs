@@ -5,11 +5,14 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RStr},
+    std_types::{RBox, RErr, RNone, ROption, RResult, RStr, RVec},
     StableAbi,
 };
 
-use crate::{CallbackReply, CallbackRequest, Host, HttpResponse, ModuleError, OutboundSms, Step_NE};
+use crate::{
+    CallbackReply, CallbackRequest, Host, HttpResponse, ModuleError, OutboundSms, SessionAction_NE,
+    SessionEvent_NE, SessionId, SessionPlan, Step_NE,
+};
 
 /// What a module library exports. Built by [`export_sms_module!`](crate::export_sms_module);
 /// read by the gateway through [`ModuleRootRef`].
@@ -66,4 +69,39 @@ pub trait Provider: Send + Sync {
     /// Continues a self-check with the provider's answer.
     #[sabi(last_prefix_field)]
     fn self_check_response(&self, response: &HttpResponse) -> RResult<Step_NE, ModuleError>;
+
+    // Since 1.2. A module built against 1.0 or 1.1 has no entry for these in its
+    // vtable: abi_stable then runs the default body below in the gateway, so an older
+    // module is an HTTP module without sessions.
+
+    /// The sessions the gateway should hold open for this provider, or none: a module
+    /// without sessions sends through [`send`](Provider::send) alone.
+    fn session_plan(&self) -> ROption<SessionPlan> {
+        RNone
+    }
+
+    /// Something happened on `session`; the module answers with what to do.
+    /// An error closes the session (and, for a self-check's session, is the check's
+    /// verdict).
+    fn session_event(
+        &self,
+        session: SessionId,
+        event: &SessionEvent_NE,
+    ) -> RResult<RVec<SessionAction_NE>, ModuleError> {
+        let _ = (session, event);
+        RErr(ModuleError::unsupported("the module holds no sessions"))
+    }
+
+    /// Sends one SMS over `session`, a session that said
+    /// [`Ready`](crate::SessionAction::Ready). `Ok` means pending: its outcome comes later
+    /// as a [`Sent`](crate::SessionAction::Sent) action for `sms.id`. An error is the
+    /// outcome at once (text that cannot be encoded, a session no longer bound).
+    fn session_send(
+        &self,
+        session: SessionId,
+        sms: &OutboundSms,
+    ) -> RResult<RVec<SessionAction_NE>, ModuleError> {
+        let _ = (session, sms);
+        RErr(ModuleError::unsupported("the module holds no sessions"))
+    }
 }

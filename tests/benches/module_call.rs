@@ -50,7 +50,7 @@ fn main() {
         }
     });
 
-    let provider = library.start("", Host::discard()).expect("start echo");
+    let provider = library.start("").expect("start echo");
     let abi_ns = median_ns_per_call(1_000_000, |n| {
         for _ in 0..n {
             black_box(provider.send(black_box(&sms)).unwrap());

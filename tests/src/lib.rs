@@ -13,9 +13,11 @@ const PACKAGES: &[&str] = &[
     "gateway",
     "sms-module-file",
     "sms-module-http",
+    "sms-module-smpp",
     "sms-module-twilio",
     "sms-module-template",
     "test-module-echo",
+    "test-module-lines",
     "test-module-guide",
     "test-module-panicky",
     "test-module-steps",
@@ -34,33 +36,13 @@ pub fn build_dir() -> &'static Path {
             .and_then(Path::parent)
             .expect("tests run from target/<profile>/deps")
             .to_path_buf();
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let mut command = Command::new(cargo);
+        let mut command = cargo();
         command
             .arg("build")
             .arg("--quiet")
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         for package in PACKAGES {
             command.args(["-p", package]);
-        }
-        // Cargo gives the test process the variables of the e2e package; some build
-        // scripts (ring's) track CARGO_MANIFEST_DIR, so passing them on would rebuild
-        // those crates on every run, and again for the next `cargo test`.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || name.starts_with("CARGO_BIN_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                    "OUT_DIR",
-                ]
-                .contains(&&*name)
-            {
-                command.env_remove(&*name);
-            }
         }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             command.arg("--release");
@@ -69,6 +51,31 @@ pub fn build_dir() -> &'static Path {
         assert!(status.success(), "building the modules for the tests failed");
         profile_dir
     })
+}
+
+/// A `cargo` command (the cargo running the tests) without the variables that cargo
+/// gives the test process for the e2e package: some build scripts (ring's) track
+/// CARGO_MANIFEST_DIR, so passing them on would rebuild those crates on every run, and
+/// again for the next `cargo test`.
+pub fn cargo() -> Command {
+    let mut command = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&&*name)
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
 }
 
 /// The `gateway` binary built by [`build_dir`].
@@ -528,7 +535,10 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+pub mod compat;
+pub mod line_peer;
 pub mod postgres;
+pub mod smpp;
 pub mod smtp;
 
 /// The sum of the samples of metric `name` with these labels in a `/metrics` scrape

@@ -16,7 +16,7 @@ use crate::{
     app::{App, ReloadReport},
     modules::{
         self,
-        steps::{self, Operation, SelfCheck, StepRecord},
+        steps::{SelfCheck, StepRecord},
     },
     store::Channel,
 };
@@ -52,8 +52,8 @@ pub(super) async fn sms_test(
         attempt: 1,
     };
     let module = &live.module;
-    let run = steps::run(module, &live.http, Operation::Send(sms)).await;
-    match run.outcome {
+    let (steps, outcome) = crate::sms::send::run(&live, sms).await;
+    match outcome {
         Ok(provider_id) => {
             tracing::info!(message_id = %id, module = module.name(), %provider_id, "test SMS sent");
             Ok(Json(TestSent {
@@ -61,7 +61,7 @@ pub(super) async fn sms_test(
                 module: module.name().to_string(),
                 to: payload.to,
                 provider_id,
-                steps: run.steps,
+                steps,
             }))
         }
         Err(error) => {
@@ -78,7 +78,7 @@ pub(super) async fn sms_test(
 /// answer says what failed.
 pub(super) async fn sms_check(State(app): State<Arc<App>>) -> Json<SelfCheck> {
     let live = app.live();
-    let check = steps::self_check(&live.module, &live.http).await;
+    let check = crate::sms::send::self_check(&live.module, &live.http, &live.settings).await;
     match &check.error {
         None => tracing::info!(module = %check.module, "module self-check passed"),
         Some(error) => tracing::warn!(module = %check.module, %error, "module self-check failed"),

@@ -105,7 +105,7 @@ async fn deliver(app: &App, message: Leased) {
     };
     let module = &live.module;
     let labels = Metrics::outcome(Channel::Sms, module.name());
-    match send::send(module, &live.http, sms).await {
+    match send::send(&live, sms).await {
         Ok(provider_id) => {
             app.metrics.sent.get_or_create(&labels).inc();
             tracing::debug!(message_id = %id, module = module.name(), %provider_id, "SMS sent");

@@ -19,10 +19,14 @@ use abi_stable::{
     library::{lib_header_from_path, LibraryError},
     std_types::RResult,
 };
-use plugin_api::{Host, ModuleError, ModuleRootRef, Provider_TO, PLUGIN_API_VERSION};
+use plugin_api::{before_1_2, ModuleError, ModuleRootRef, PLUGIN_API_VERSION};
 use sha2::{Digest, Sha256};
 
-use super::name::ModuleName;
+use super::{
+    host::{host_before_1_2_for, host_for},
+    name::ModuleName,
+    provider::ProviderObject,
+};
 
 /// The file name of module `name` on this platform: `libNAME.so`, `libNAME.dylib`,
 /// or `NAME.dll`.
@@ -70,6 +74,8 @@ pub enum LoadError {
     NotAModule { path: PathBuf, reason: String },
     #[error("{}: built against an incompatible plugin-api (this gateway has plugin-api {}): {reason}", path.display(), PLUGIN_API_VERSION)]
     Incompatible { path: PathBuf, reason: String },
+    #[error("{}: built against plugin-api {module_api}, newer than this gateway's plugin-api {}: the module may need what this gateway cannot do; upgrade the gateway, or use a build of the module for plugin-api {}", path.display(), PLUGIN_API_VERSION, PLUGIN_API_VERSION)]
+    Newer { path: PathBuf, module_api: String },
     #[error("{}: the module calls itself `{reported}`, but a module's name must match its file name (`{expected}`)", path.display())]
     NameMismatch {
         path: PathBuf,
@@ -94,7 +100,14 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct Library {
     info: ModuleInfo,
-    root: ModuleRootRef,
+    root: Root,
+}
+
+/// A library's root module, read with the layout of the plugin-api it was built for.
+#[derive(Clone, Copy)]
+enum Root {
+    Current(ModuleRootRef),
+    Before1_2(before_1_2::ModuleRootRef),
 }
 
 impl fmt::Debug for Library {
@@ -110,7 +123,10 @@ impl Library {
 
     /// Asks the module whether it accepts this configuration blob.
     pub fn check_config(&self, blob: &str) -> Result<(), LoadError> {
-        let check = self.root.check_config();
+        let check = match self.root {
+            Root::Current(root) => root.check_config(),
+            Root::Before1_2(root) => root.check_config(),
+        };
         match check(blob.into()) {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(error) => Err(LoadError::BadConfig {
@@ -121,15 +137,20 @@ impl Library {
         }
     }
 
-    /// Checks the blob, then creates a provider from it.
-    pub fn start(
-        &self,
-        blob: &str,
-        host: Host,
-    ) -> Result<Provider_TO<'static, abi_stable::std_types::RBox<()>>, LoadError> {
+    /// Checks the blob, then creates a provider from it, with a host that logs as the
+    /// module.
+    pub fn start(&self, blob: &str) -> Result<ProviderObject, LoadError> {
         self.check_config(blob)?;
-        let new_provider = self.root.new_provider();
-        match new_provider(blob.into(), host) {
+        let name = &self.info.name;
+        let started = match self.root {
+            Root::Current(root) => {
+                root.new_provider()(blob.into(), host_for(name)).map(ProviderObject::Current)
+            }
+            Root::Before1_2(root) => {
+                root.new_provider()(blob.into(), host_before_1_2_for(name)).map(ProviderObject::Before1_2)
+            }
+        };
+        match started {
             RResult::ROk(provider) => Ok(provider),
             RResult::RErr(error) if error.kind == plugin_api::ErrorKind::CONFIGURATION => {
                 Err(LoadError::BadConfig {
@@ -181,13 +202,39 @@ pub fn load_path(path: &Path) -> Result<Library, LoadError> {
     let _ = std::fs::remove_file(&copy);
     let header = header?;
     let plugin_api = header.version_strings().version.to_string();
-    let root = header
-        .init_root_module::<ModuleRootRef>()
-        .map_err(|e| classify(path, e))?;
+    if is_newer_minor(&plugin_api, PLUGIN_API_VERSION) {
+        return Err(LoadError::Newer {
+            path: path.to_path_buf(),
+            module_api: plugin_api,
+        });
+    }
+    // Read with the layout its plugin-api had: see plugin_api::before_1_2 for why a
+    // 1.0 or 1.1 module cannot be read with this gateway's.
+    let (root, name, version, description) = if is_before_1_2(&plugin_api) {
+        let root = header
+            .init_root_module::<before_1_2::ModuleRootRef>()
+            .map_err(|e| classify(path, e))?;
+        (
+            Root::Before1_2(root),
+            root.name(),
+            root.version(),
+            root.description(),
+        )
+    } else {
+        let root = header
+            .init_root_module::<ModuleRootRef>()
+            .map_err(|e| classify(path, e))?;
+        (
+            Root::Current(root),
+            root.name(),
+            root.version(),
+            root.description(),
+        )
+    };
     let info = ModuleInfo {
-        name: root.name().to_string(),
-        version: root.version().to_string(),
-        description: root.description().to_string(),
+        name: name.to_string(),
+        version: version.to_string(),
+        description: description.to_string(),
         plugin_api,
         path: path.to_path_buf(),
     };
@@ -268,6 +315,32 @@ pub fn list_dir(dir: &Path) -> std::io::Result<Vec<(PathBuf, Result<ModuleInfo, 
     Ok(out)
 }
 
+/// Whether a module's plugin-api version is 1.0 or 1.1, whose layouts
+/// `plugin_api::before_1_2` keeps.
+fn is_before_1_2(module: &str) -> bool {
+    let mut parts = module.split('.');
+    parts.next() == Some("1") && matches!(parts.next(), Some("0" | "1"))
+}
+
+/// Whether `module` (a module's plugin-api version) is a later minor version of the
+/// same major as `gateway`. abi_stable accepts it (it compares major versions only, and
+/// prefix types let an older reader ignore the entries a newer writer added), but such
+/// a module may count on what only a newer gateway does (sessions, since 1.2), so the
+/// gateway refuses it with both versions named. A different major version is left to
+/// abi_stable, which refuses it.
+fn is_newer_minor(module: &str, gateway: &str) -> bool {
+    let parse = |version: &str| -> Option<(u64, u64)> {
+        let mut parts = version.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    match (parse(module), parse(gateway)) {
+        (Some((module_major, module_minor)), Some((gateway_major, gateway_minor))) => {
+            module_major == gateway_major && module_minor > gateway_minor
+        }
+        _ => false,
+    }
+}
+
 /// Turns abi_stable's error into the admin's terms.
 fn classify(path: &Path, error: LibraryError) -> LoadError {
     let path = path.to_path_buf();
@@ -331,4 +404,23 @@ fn first_lines(text: &str, n: usize) -> String {
         out.push_str(" | …");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_newer_minor;
+
+    #[test]
+    fn only_a_later_minor_of_the_same_major_is_newer() {
+        assert!(is_newer_minor("1.3.0", "1.2.0"));
+        assert!(is_newer_minor("1.10.0", "1.2.5"));
+        for (module, gateway) in [
+            ("1.2.9", "1.2.0"),
+            ("1.0.0", "1.2.0"),
+            ("2.0.0", "1.2.0"),
+            ("x", "1.2.0"),
+        ] {
+            assert!(!is_newer_minor(module, gateway), "{module} in {gateway}");
+        }
+    }
 }

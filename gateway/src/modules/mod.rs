@@ -11,6 +11,7 @@ pub mod http;
 pub mod loader;
 pub mod module;
 pub mod name;
+pub mod provider;
 pub mod steps;
 
 pub use blob::PluginConfig;

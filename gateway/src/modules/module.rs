@@ -9,13 +9,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use abi_stable::std_types::{RBox, RResult};
+use abi_stable::std_types::{ROk, RResult, RVec};
 use plugin_api::{
-    CallbackReply, CallbackRequest, HttpResponse, ModuleError, OutboundSms, Provider_TO, Step, Step_NE,
+    CallbackReply, CallbackRequest, HttpResponse, ModuleError, OutboundSms, SessionAction, SessionAction_NE,
+    SessionEvent, SessionEvent_NE, SessionId, SessionPlan, Step, Step_NE,
 };
 use tokio::sync::Semaphore;
 
-use super::{host::host_for, Library, LoadError, ModuleInfo};
+use super::{provider::ProviderObject, Library, LoadError, ModuleInfo};
 use crate::metrics::Metrics;
 
 /// Records a call's duration when dropped, however the call ended.
@@ -35,8 +36,6 @@ impl Drop for RecordCall<'_> {
 
 /// Calls into one module that may be in flight at once (and threads it may hold).
 const MAX_CALLS_IN_FLIGHT: usize = 64;
-
-type ProviderObject = Provider_TO<'static, RBox<()>>;
 
 /// A module library with a provider created from a configuration blob.
 #[derive(Clone)]
@@ -71,6 +70,9 @@ pub enum CallError {
     /// The module is newer than the gateway and answered with something unknown.
     #[error("module `{module}` answered {operation} with a step this gateway does not know (is the module newer than the gateway?)")]
     UnknownStep { module: String, operation: &'static str },
+    /// The same, for a session action (plugin-api 1.2).
+    #[error("module `{module}` answered {operation} with a session action this gateway does not know (is the module newer than the gateway?)")]
+    UnknownAction { module: String, operation: &'static str },
     /// The blocking thread of the call failed (a bug in the gateway, not the module).
     #[error("module `{module}`: the call thread of {operation} failed: {reason}")]
     Thread {
@@ -86,7 +88,7 @@ impl CallError {
         match self {
             CallError::Module { error, .. } => error.is_transient(),
             CallError::Timeout { .. } | CallError::Thread { .. } => true,
-            CallError::UnknownStep { .. } => false,
+            CallError::UnknownStep { .. } | CallError::UnknownAction { .. } => false,
         }
     }
 }
@@ -95,7 +97,7 @@ impl Module {
     /// Checks `blob` and creates the provider. Blocking: call it off the runtime.
     pub fn start(library: &Library, blob: &str, call_timeout: Duration) -> Result<Module, LoadError> {
         let info = library.info().clone();
-        let provider = library.start(blob, host_for(&info.name))?;
+        let provider = library.start(blob)?;
         Ok(Module {
             info,
             provider: Arc::new(provider),
@@ -151,6 +153,59 @@ impl Module {
             .call("self_check_response", move |p| p.self_check_response(&response))
             .await?;
         self.step(ne, "self_check_response")
+    }
+
+    /// The sessions the module wants held open (plugin-api 1.2), or `None` for a module
+    /// that sends over HTTP (every module built against 1.0 or 1.1).
+    pub async fn session_plan(&self) -> Result<Option<SessionPlan>, CallError> {
+        let plan = self.call("session_plan", |p| ROk(p.session_plan())).await?;
+        Ok(plan.into_option())
+    }
+
+    /// Tells the module what happened on `session`; returns what it wants done.
+    pub async fn session_event(
+        &self,
+        session: SessionId,
+        event: SessionEvent,
+    ) -> Result<Vec<SessionAction>, CallError> {
+        let event = SessionEvent_NE::new(event);
+        let actions = self
+            .call("session_event", move |p| p.session_event(session, &event))
+            .await?;
+        self.actions(actions, "session_event")
+    }
+
+    /// Hands `sms` to the module to send over `session`: pending until a
+    /// [`SessionAction::Sent`] for it.
+    pub async fn session_send(
+        &self,
+        session: SessionId,
+        sms: OutboundSms,
+    ) -> Result<Vec<SessionAction>, CallError> {
+        let actions = self
+            .call("session_send", move |p| p.session_send(session, &sms))
+            .await?;
+        self.actions(actions, "session_send")
+    }
+
+    fn actions(
+        &self,
+        actions: RVec<SessionAction_NE>,
+        operation: &'static str,
+    ) -> Result<Vec<SessionAction>, CallError> {
+        let mut known = Vec::with_capacity(actions.len());
+        for action in actions {
+            match action.into_enum() {
+                Ok(action) => known.push(action),
+                Err(_) => {
+                    return Err(CallError::UnknownAction {
+                        module: self.info.name.clone(),
+                        operation,
+                    })
+                }
+            }
+        }
+        Ok(known)
     }
 
     /// Runs `f` against the provider on a blocking thread, within the time limit.

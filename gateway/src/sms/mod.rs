@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod number;
 pub mod send;
 pub mod sender;
+pub mod session;
 
 use serde::{Deserialize, Serialize};
 
