@@ -1,7 +1,8 @@
 //! E-mail: what is queued ([`message`]) with headers that always fit on a line
 //! ([`header`]), how a connection is secured ([`tls`]) and
 //! opened ([`connect`]), what is said on it ([`session`]) and how its failures are
-//! told apart ([`error`]), and the admin's connection check ([`check`]). The engine
+//! told apart ([`error`]), the admin's connection check ([`check`]), and merge fields
+//! ([`template`]). The engine
 //! that delivers the queue within the two limits is in `crate::delivery::email`.
 //!
 //! The engine uses lettre's async SMTP connection directly, not its pool: lettre's
@@ -16,6 +17,7 @@ pub mod header;
 pub mod limits;
 pub mod message;
 pub mod session;
+pub mod template;
 pub mod tls;
 
 use std::{path::PathBuf, time::Duration};
