@@ -95,6 +95,8 @@ pub struct App {
     /// graceful stop releases its own. Each lease also has a token of its own.
     pub gateway_id: String,
     pub metrics: Arc<Metrics>,
+    /// Mailings' merge-field templates, compiled once per mailing by the SMTP engine.
+    pub templates: crate::email::template::Compiled,
     /// The settings in force, as loaded: what a reload compares against. Also held
     /// while a reload or a console save runs, so that they happen one at a time.
     pub(crate) loaded: tokio::sync::Mutex<Loaded>,
@@ -176,6 +178,7 @@ impl App {
             gateway_id: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             loaded: tokio::sync::Mutex::new(loaded),
             refused_console_version: std::sync::atomic::AtomicU64::new(0),
+            templates: Default::default(),
             metrics,
         })
     }

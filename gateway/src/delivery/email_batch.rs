@@ -19,7 +19,7 @@ use lettre::address::Envelope;
 use super::connection_slot::ConnectionSlot;
 use crate::email::{
     error::{reply_text, Severity, SmtpError, Stage},
-    message::{build, EmailPayload, MailingRecipient, MailingShared},
+    message::{build, MailingRecipient, MailingShared},
     session::Session,
 };
 use crate::{
@@ -140,7 +140,7 @@ impl Outcomes {
 async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcomes: &mut Outcomes) {
     let mut pending: VecDeque<Ready> = VecDeque::new();
     for leased in batch {
-        match prepare(&leased) {
+        match prepare(app, &leased) {
             Ok(ready) => pending.push_back(ready),
             Err(reason) => {
                 tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
@@ -215,15 +215,23 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
     }
 }
 
-/// Parses a leased payload (a single e-mail, or one recipient of a mailing) and builds it.
-fn prepare(leased: &Leased) -> Result<Ready, String> {
+/// Parses a leased payload (a single e-mail, or one recipient of a mailing, rendered
+/// from the mailing's templates, compiled once per mailing) and builds it. A recipient
+/// whose render fails (a missing field with `on_missing: fail`) fails for good.
+fn prepare(app: &App, leased: &Leased) -> Result<Ready, String> {
     let payload = match &leased.mailing_payload {
         Some(shared) => {
             let shared: MailingShared = serde_json::from_str(shared)
                 .map_err(|e| format!("the stored mailing cannot be read: {e}"))?;
             let recipient: MailingRecipient = serde_json::from_str(&leased.payload)
                 .map_err(|e| format!("the stored recipient cannot be read: {e}"))?;
-            EmailPayload::for_recipient(shared, recipient)
+            let mailing_id = leased.mailing_id.as_deref().unwrap_or(&leased.id);
+            let templates = app.templates.get_or_compile(mailing_id, || shared.compile());
+            let templates = templates
+                .as_ref()
+                .as_ref()
+                .map_err(|e| format!("the mailing's template does not compile: {e}"))?;
+            recipient.render(&shared, templates)?
         }
         None => serde_json::from_str(&leased.payload)
             .map_err(|e| format!("the stored e-mail cannot be read: {e}"))?,

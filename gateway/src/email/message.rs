@@ -8,6 +8,7 @@ use lettre::{
 use serde::{Deserialize, Serialize};
 
 use super::header::{self, check_mailbox_fits};
+use super::template::{Merge, OnMissing, Part, Rendered, TemplateError, Templates};
 
 /// An e-mail as stored (the payload of an `email` message, or a mailing's shared part
 /// merged with one recipient). Every address has been parsed at the API.
@@ -27,7 +28,8 @@ pub struct EmailPayload {
     pub html: Option<String>,
 }
 
-/// The shared part of a mailing: everything but the recipient.
+/// The shared part of a mailing: everything but the recipient. Subject, text and HTML
+/// are templates ([`template`](super::template)), rendered per recipient at send time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailingShared {
     pub from: String,
@@ -36,27 +38,79 @@ pub struct MailingShared {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// What a merge field the recipient lacks renders as. Mailings stored before merge
+    /// fields have none, and render empty.
+    #[serde(default, skip_serializing_if = "OnMissing::is_empty")]
+    pub on_missing: OnMissing,
+}
+
+impl MailingShared {
+    /// Compiles the mailing's templates.
+    pub fn compile(&self) -> Result<Templates, TemplateError> {
+        Templates::compile(
+            &self.subject,
+            self.text.as_deref(),
+            self.html.as_deref(),
+            self.on_missing,
+        )
+    }
 }
 
 /// One mailing recipient's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailingRecipient {
+    /// The mailbox of the To header: `Name <addr>` or `addr`.
     pub to: String,
+    /// `{{ name }}` in the templates, when the recipient was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `{{ fields.KEY }}` in the templates.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-impl EmailPayload {
-    /// The e-mail of one mailing recipient.
-    pub fn for_recipient(shared: MailingShared, recipient: MailingRecipient) -> EmailPayload {
-        EmailPayload {
-            from: shared.from,
-            to: vec![recipient.to],
+impl MailingRecipient {
+    /// The subject and bodies of `templates` rendered for this recipient: `{{ email }}`
+    /// is the bare address, `{{ name }}` the name given, else the mailbox's display name.
+    pub fn render_with(&self, templates: &Templates) -> Result<Rendered, TemplateError> {
+        let mailbox = parse_mailbox(&self.to).map_err(|reason| TemplateError {
+            part: Part::Subject,
+            line: None,
+            reason: format!("the recipient's address is unreadable: {reason}"),
+        })?;
+        let email = mailbox.email.to_string();
+        templates.render(&Merge {
+            email: &email,
+            name: self.name.as_deref().or(mailbox.name.as_deref()),
+            fields: &self.fields,
+        })
+    }
+
+    /// The recipient's e-mail rendered from the mailing's `templates`.
+    pub fn render(&self, shared: &MailingShared, templates: &Templates) -> Result<EmailPayload, String> {
+        let rendered = self
+            .render_with(templates)
+            .map_err(|e| format!("the template did not render for this recipient: {e}"))?;
+        Ok(EmailPayload {
+            from: shared.from.clone(),
+            to: vec![self.to.clone()],
             cc: Vec::new(),
             bcc: Vec::new(),
-            subject: shared.subject,
-            text: shared.text,
-            html: shared.html,
-        }
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+        })
     }
+}
+
+/// The address mail servers would deliver to, for finding duplicates: the local part
+/// as it is (servers may tell its case apart), the domain in lower case.
+pub fn delivery_key(mailbox: &Mailbox) -> String {
+    format!(
+        "{}@{}",
+        mailbox.email.user(),
+        mailbox.email.domain().to_ascii_lowercase()
+    )
 }
 
 /// Parses a mailbox (`Name <addr>` or `addr`), refusing CR and LF anywhere (they would
