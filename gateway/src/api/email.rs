@@ -17,12 +17,14 @@ use super::{
     body::{BodyLimit, JsonBody},
     enqueue, idempotency_key,
     problem::Problem,
+    recipients::{self, OneOrMany, Recipient, Recipients},
 };
 use crate::{
     app::App,
     email::{
         check,
         message::{check_header_text, parse_mailbox, EmailPayload, MailingRecipient, MailingShared},
+        template::OnMissing,
     },
     metrics::Metrics,
     settings::{ServerSettings, Settings},
@@ -33,31 +35,14 @@ use crate::{
 /// but its body size.
 const MAX_RECIPIENTS: usize = 100;
 
-/// `to` may be one address or a list.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(one) => vec![one],
-            OneOrMany::Many(many) => many,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EmailRequest {
     to: OneOrMany,
     #[serde(default)]
-    cc: Vec<String>,
+    cc: Vec<Recipient>,
     #[serde(default)]
-    bcc: Vec<String>,
+    bcc: Vec<Recipient>,
     #[serde(default)]
     from: Option<String>,
     subject: String,
@@ -65,6 +50,11 @@ pub(super) struct EmailRequest {
     text: Option<String>,
     #[serde(default)]
     html: Option<String>,
+    /// Merge fields for the templates, beneath the first `to` recipient's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "OnMissing::is_empty")]
+    on_missing: OnMissing,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -77,7 +67,9 @@ pub(super) struct MailingRequest {
     text: Option<String>,
     #[serde(default)]
     html: Option<String>,
-    recipients: Vec<String>,
+    recipients: Vec<Recipient>,
+    #[serde(default, skip_serializing_if = "OnMissing::is_empty")]
+    on_missing: OnMissing,
 }
 
 impl BodyLimit for EmailRequest {}
@@ -87,18 +79,6 @@ impl BodyLimit for MailingRequest {
     fn limit(server: &ServerSettings) -> u64 {
         server.max_mailing_body_bytes
     }
-}
-
-/// Parses each address of `field`, naming `field[i]` when one is wrong.
-fn addresses(field: &str, list: Vec<String>) -> Result<Vec<String>, Problem> {
-    list.into_iter()
-        .enumerate()
-        .map(|(i, address)| {
-            parse_mailbox(&address)
-                .map(|mailbox| mailbox.to_string())
-                .map_err(|reason| Problem::invalid(format!("{field}[{i}]"), reason))
-        })
-        .collect()
 }
 
 /// The sender: the request's, else `email.default_from`.
@@ -133,13 +113,11 @@ pub(super) async fn post_email(
 ) -> Result<Response, Problem> {
     let live = app.live();
     let key = idempotency_key(&app, &headers, &caller, "POST /v1/email", &request)?;
-    let to = addresses("to", request.to.into_vec())?;
+    let to = request.to.into_vec();
     if to.is_empty() {
         return Err(Problem::invalid("to", "needs at least one address"));
     }
-    let cc = addresses("cc", request.cc)?;
-    let bcc = addresses("bcc", request.bcc)?;
-    if to.len() + cc.len() + bcc.len() > MAX_RECIPIENTS {
+    if to.len() + request.cc.len() + request.bcc.len() > MAX_RECIPIENTS {
         return Err(Problem::invalid(
             "to",
             format!(
@@ -147,15 +125,45 @@ pub(super) async fn post_email(
             ),
         ));
     }
+    // One list of seen addresses for all three: an address in to and bcc gets one copy.
+    let mut recipients = Recipients::default();
+    recipients.add("to", to)?;
+    let to_count = recipients.list.len();
+    recipients.add("cc", request.cc)?;
+    let cc_count = recipients.list.len() - to_count;
+    recipients.add("bcc", request.bcc)?;
     content(&request.subject, &request.text, &request.html)?;
+    // One e-mail: rendered now, for its first `to` recipient, so that a template that
+    // fails is this request's 422 rather than a failed message later.
+    let templates = recipients::compile(
+        &request.subject,
+        request.text.as_deref(),
+        request.html.as_deref(),
+        request.on_missing,
+    )?;
+    let mut list = recipients.list.into_iter();
+    let first = list.next().expect("to has at least one address");
+    let mut merged = request.fields.unwrap_or_default();
+    merged.extend(first.fields.clone());
+    let rendered = MailingRecipient {
+        fields: merged,
+        ..first.clone()
+    }
+    .render_with(&templates)
+    .map_err(recipients::template_problem)?;
+    let mut rest: Vec<String> = list.map(|r| r.to).collect();
+    let bcc = rest.split_off(to_count - 1 + cc_count);
+    let cc = rest.split_off(to_count - 1);
+    let mut to = vec![first.to];
+    to.extend(rest);
     let payload = EmailPayload {
         from: sender(request.from, &live.settings)?,
         to,
         cc,
         bcc,
-        subject: request.subject,
-        text: request.text,
-        html: request.html,
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
     };
     let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
     enqueue(&app, Channel::Email, payload, key).await
@@ -174,18 +182,24 @@ pub(super) async fn post_mailing(
     if request.recipients.is_empty() {
         return Err(Problem::invalid("recipients", "needs at least one address"));
     }
-    let recipients = addresses("recipients", request.recipients)?;
+    let mut recipients = Recipients::default();
+    recipients.add("recipients", request.recipients)?;
     let shared = MailingShared {
         from,
         subject: request.subject,
         text: request.text,
         html: request.html,
+        on_missing: request.on_missing,
     };
+    // Compiled here only to refuse a template that does not compile; the engine
+    // compiles it again, once, when it sends.
+    shared.compile().map_err(recipients::template_problem)?;
     let mailing = NewMailing {
         shared: serde_json::to_value(&shared).expect("a mailing serialises"),
         recipients: recipients
+            .list
             .into_iter()
-            .map(|to| serde_json::to_value(MailingRecipient { to }).expect("a recipient serialises"))
+            .map(|recipient| serde_json::to_value(recipient).expect("a recipient serialises"))
             .collect(),
     };
     let count = mailing.recipients.len() as u64;
@@ -196,7 +210,7 @@ pub(super) async fn post_mailing(
         )
     })?;
     if enqueued.created {
-        tracing::info!(mailing_id = %enqueued.id, recipients = count, "mailing queued");
+        tracing::info!(mailing_id = %enqueued.id, recipients = count, duplicates = recipients.duplicates, "mailing queued");
         app.metrics
             .accepted
             .get_or_create(&Metrics::channel(Channel::Email))

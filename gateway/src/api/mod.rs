@@ -10,6 +10,7 @@ mod callbacks;
 mod email;
 mod messages;
 pub mod problem;
+mod recipients;
 mod settings;
 mod sms;
 
