@@ -126,9 +126,14 @@ enum MailingCommand {
     Send {
         #[command(flatten)]
         api: ApiArgs,
-        /// CSV file of recipients: an `email` column, or addresses in the first column
+        /// CSV file of recipients: a header row naming an `email` column (a `name` column
+        /// and any others become merge fields: `{{ name }}`, `{{ fields.COLUMN }}`), or
+        /// addresses in the first column
         #[arg(long, value_name = "FILE.csv")]
         recipients: PathBuf,
+        /// What a merge field a recipient lacks renders as: `empty`, or `fail` that recipient
+        #[arg(long, value_name = "empty|fail", default_value = "empty", value_parser = ["empty", "fail"])]
+        on_missing: String,
         #[arg(long)]
         subject: String,
         #[arg(long)]
@@ -475,6 +480,7 @@ async fn api_command(command: Command) -> anyhow::Result<ExitCode> {
                 MailingCommand::Send {
                     api,
                     recipients,
+                    on_missing,
                     subject,
                     text,
                     html,
@@ -484,14 +490,18 @@ async fn api_command(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let client = ApiClient::new(&api.url, &api.token)?;
             let recipients = read_recipients(&recipients)?;
-            let total = recipients.len() as u64;
-            let body = strip_nulls(
-                json!({ "recipients": recipients, "subject": subject, "text": text, "html": html, "from": from }),
-            );
+            let body = strip_nulls(json!({
+                "recipients": recipients, "subject": subject, "text": text, "html": html,
+                "from": from, "on_missing": on_missing,
+            }));
             let id = client.post("/v1/mailings", &body).await?["id"]
                 .as_str()
                 .unwrap_or("")
                 .to_string();
+            // The gateway's count: an address listed twice is one e-mail.
+            let total = client.get(&format!("/v1/mailings/{id}")).await?["total"]
+                .as_u64()
+                .unwrap_or(recipients.len() as u64);
             eprintln!("mailing {id}: {total} recipients queued");
             if no_wait {
                 println!("{id}");
