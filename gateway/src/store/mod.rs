@@ -40,6 +40,7 @@ pub mod report;
 pub mod settings_versions;
 mod sqlite;
 mod stored;
+pub mod suppression;
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,13 +54,15 @@ pub use purge::{PurgeKind, Purged};
 pub use report::{DeliveryReport, ReportOutcome};
 pub use settings_versions::{NewSettingsVersion, SettingsVersion, SettingsVersions};
 pub use sqlite::SqliteStore;
+pub use suppression::{NewSuppression, Suppression, SuppressionReason, Suppressions};
 
 /// The queue as the API and the delivery workers see it.
 ///
 /// Every method that changes state returns only after the change is durable. The
-/// console's saved settings are a side of their own ([`SettingsVersions`]).
+/// console's saved settings are a side of their own ([`SettingsVersions`]), and so is
+/// the suppression list ([`Suppressions`]).
 #[async_trait::async_trait]
-pub trait Store: SettingsVersions + Send + Sync + 'static {
+pub trait Store: SettingsVersions + Suppressions + Send + Sync + 'static {
     /// Stores one message, `queued` and due now.
     ///
     /// With an idempotency key already used for the same request, returns the id that
@@ -74,6 +77,9 @@ pub trait Store: SettingsVersions + Send + Sync + 'static {
     /// Stores a mailing and one `email` message per recipient, all in one transaction: either
     /// the whole mailing is queued or none of it. The returned id is the mailing's. An
     /// idempotency key is treated as in [`Store::enqueue`].
+    ///
+    /// A recipient whose address (in [`NewMailing::addresses`]) is on the suppression
+    /// list when the mailing is stored gets no message; it is counted as `suppressed`.
     async fn create_mailing(
         &self,
         mailing: NewMailing,
@@ -340,6 +346,9 @@ pub struct NewMailing {
     pub shared: serde_json::Value,
     /// One payload per recipient, each becoming the payload of one `email` message.
     pub recipients: Vec<serde_json::Value>,
+    /// Each recipient's address as the suppression list keeps it, in the same order; a
+    /// recipient listed there is skipped. Empty: no recipient is checked.
+    pub addresses: Vec<String>,
 }
 
 /// The answer to a request that creates something.
@@ -389,7 +398,8 @@ pub struct QueueDepth {
 /// How the messages of a mailing stand.
 ///
 /// E-mail has no delivery reports, but should one ever mark a mailing's message delivered it
-/// counts as `sent`, and undelivered as `failed`, so the counts always add up to `total`.
+/// counts as `sent`, and undelivered as `failed`, so the counts always add up to `total`
+/// (suppressed recipients included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MailingCounts {
     pub total: u64,
@@ -397,17 +407,20 @@ pub struct MailingCounts {
     pub sending: u64,
     pub sent: u64,
     pub failed: u64,
+    /// Recipients on the suppression list when the mailing was stored: never sent.
+    pub suppressed: u64,
 }
 
 impl MailingCounts {
-    /// A mailing of `total` messages, none counted yet.
-    pub fn new(total: u64) -> MailingCounts {
+    /// A mailing of `total` recipients, `suppressed` of them skipped, none counted yet.
+    pub fn new(total: u64, suppressed: u64) -> MailingCounts {
         MailingCounts {
             total,
             queued: 0,
             sending: 0,
             sent: 0,
             failed: 0,
+            suppressed,
         }
     }
 

@@ -37,6 +37,7 @@ mod reports;
 mod restart;
 mod retention;
 mod settings_versions;
+mod suppressions;
 
 /// For each listed test, generates `sqlite::NAME` and `postgres::NAME`, each on a store
 /// of its own. `store module::NAME` is called with the opened store; `backend
@@ -107,4 +108,8 @@ on_both_backends! {
     store settings_versions::settings_versions_count_up_and_read_back_whole,
     store settings_versions::a_save_on_a_stale_version_is_refused_and_saves_nothing,
     store settings_versions::concurrent_saves_on_one_version_save_exactly_one,
+
+    store suppressions::an_address_is_listed_once_with_its_first_reason_and_removed,
+    store suppressions::the_list_pages_in_address_order,
+    store suppressions::a_mailing_skips_suppressed_recipients_and_counts_them,
 }

@@ -21,7 +21,8 @@
 //!   retried; an outcome (`settle`) is retried until it is written, as in SQLite.
 //!
 //! The SQL lives beside the concept it serves, as in the SQLite store: [`messages`],
-//! [`mailings`], [`reports`], [`idempotency`], [`inbound`], [`purge`], [`schema`].
+//! [`mailings`], [`reports`], [`idempotency`], [`inbound`], [`suppressions`], [`purge`],
+//! [`schema`].
 
 mod fleet;
 mod idempotency;
@@ -33,6 +34,7 @@ mod purge;
 mod reports;
 mod schema;
 mod settings_versions;
+mod suppressions;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -11,6 +11,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_base.sql")),
     (2, include_str!("migrations/0002_settings_versions.sql")),
+    (3, include_str!("migrations/0003_mail_features.sql")),
 ];
 
 /// The newest schema this gateway knows.

@@ -12,7 +12,8 @@
 //!
 //! The SQL lives beside the concept it serves: [`messages`] (enqueue, lease, settle),
 //! [`reports`] (delivery reports and their hold), [`idempotency`], [`mailings`],
-//! [`inbound`], [`purge`] (retention), and [`schema`] (set-up and migrations).
+//! [`inbound`], [`suppressions`], [`purge`] (retention), and [`schema`] (set-up and
+//! migrations).
 
 mod convert;
 mod idempotency;
@@ -23,6 +24,7 @@ mod purge;
 mod reports;
 mod schema;
 mod settings_versions;
+mod suppressions;
 #[cfg(test)]
 mod tests;
 mod writer;

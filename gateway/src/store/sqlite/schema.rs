@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_lease_tokens.sql")),
     (4, include_str!("migrations/0004_reports_keys_retention.sql")),
     (5, include_str!("migrations/0005_settings_versions.sql")),
+    (6, include_str!("migrations/0006_mail_features.sql")),
 ];
 
 /// The newest schema this gateway knows.

@@ -1,0 +1,16 @@
+-- Version 3: mailings people actually send (issue 14).
+
+-- The suppression list: addresses no mailing sends to again.
+CREATE TABLE suppressions (
+    -- The local part as written, the domain in lower case (as mail servers compare).
+    address    TEXT NOT NULL PRIMARY KEY,
+    -- unsubscribe | bounce | admin
+    reason     TEXT NOT NULL CHECK (reason IN ('unsubscribe', 'bounce', 'admin')),
+    -- The server's reply for a bounce, the mailing for an unsubscribe, an admin's note.
+    detail     TEXT,
+    created_at BIGINT NOT NULL
+);
+
+-- Recipients of a mailing skipped because they were suppressed when it was stored
+-- (counted in total, never a message).
+ALTER TABLE mailings ADD COLUMN suppressed BIGINT NOT NULL DEFAULT 0;
