@@ -1,7 +1,7 @@
 //! E-mail endpoints: `POST /v1/email`, `POST /v1/mailings`, `GET /v1/mailings/{id}`,
 //! and the admin's *Check SMTP connection*.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     extract::{Path, State},
@@ -55,6 +55,10 @@ pub(super) struct EmailRequest {
     fields: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "OnMissing::is_empty")]
     on_missing: OnMissing,
+    /// An e-mail the recipient must get (a receipt, a password reset): sent to suppressed
+    /// addresses too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    transactional: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -79,6 +83,15 @@ impl BodyLimit for MailingRequest {
     fn limit(server: &ServerSettings) -> u64 {
         server.max_mailing_body_bytes
     }
+}
+
+/// Which of `keys` are on the suppression list.
+async fn suppressed(app: &App, keys: Vec<String>) -> Result<HashSet<String>, Problem> {
+    let found = app.store.suppressed(keys).await.map_err(|error| {
+        tracing::error!(%error, "cannot read the suppression list");
+        Problem::unavailable("the suppression list cannot be read now; nothing was accepted, try again")
+    })?;
+    Ok(found.into_iter().collect())
 }
 
 /// The sender: the request's, else `email.default_from`.
@@ -141,8 +154,7 @@ pub(super) async fn post_email(
         request.html.as_deref(),
         request.on_missing,
     )?;
-    let mut list = recipients.list.into_iter();
-    let first = list.next().expect("to has at least one address");
+    let first = recipients.list.first().expect("to has at least one address");
     let mut merged = request.fields.unwrap_or_default();
     merged.extend(first.fields.clone());
     let rendered = MailingRecipient {
@@ -151,11 +163,37 @@ pub(super) async fn post_email(
     }
     .render_with(&templates)
     .map_err(recipients::template_problem)?;
-    let mut rest: Vec<String> = list.map(|r| r.to).collect();
-    let bcc = rest.split_off(to_count - 1 + cc_count);
-    let cc = rest.split_off(to_count - 1);
-    let mut to = vec![first.to];
-    to.extend(rest);
+    let skipped = if request.transactional {
+        HashSet::new()
+    } else {
+        suppressed(&app, recipients.keys.clone()).await?
+    };
+    let (mut to, mut cc, mut bcc) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, (recipient, key)) in recipients.list.into_iter().zip(&recipients.keys).enumerate() {
+        if skipped.contains(key) {
+            continue;
+        }
+        let list = match n {
+            n if n < to_count => &mut to,
+            n if n < to_count + cc_count => &mut cc,
+            _ => &mut bcc,
+        };
+        list.push(recipient.to);
+    }
+    if to.is_empty() {
+        return Err(Problem::invalid(
+            "to",
+            "every `to` address is on the suppression list (unsubscribed, refused for good, or \
+             added by an admin); an e-mail the recipient must get (a receipt, a password reset) \
+             says `\"transactional\": true`",
+        ));
+    }
+    if !skipped.is_empty() {
+        tracing::info!(
+            suppressed = skipped.len(),
+            "e-mail recipients skipped: on the suppression list"
+        );
+    }
     let payload = EmailPayload {
         from: sender(request.from, &live.settings)?,
         to,
@@ -195,6 +233,7 @@ pub(super) async fn post_mailing(
     // compiles it again, once, when it sends.
     shared.compile().map_err(recipients::template_problem)?;
     let mailing = NewMailing {
+        addresses: recipients.keys,
         shared: serde_json::to_value(&shared).expect("a mailing serialises"),
         recipients: recipients
             .list

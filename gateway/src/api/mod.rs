@@ -13,6 +13,7 @@ pub mod problem;
 mod recipients;
 mod settings;
 mod sms;
+mod suppressions;
 
 use std::sync::Arc;
 
@@ -79,6 +80,9 @@ routes! {
         get "/v1/admin/settings/history" => settings::history,
         post "/v1/admin/settings/rollback" => settings::rollback,
         post "/v1/admin/reload" => admin::reload,
+        get "/v1/admin/suppressions" => suppressions::list,
+        post "/v1/admin/suppressions" => suppressions::add,
+        delete "/v1/admin/suppressions/{address}" => suppressions::remove,
     }
 }
 

@@ -73,6 +73,9 @@ pub(super) struct Recipients {
     seen: HashSet<String>,
     /// How many were dropped as duplicates.
     pub(super) duplicates: u64,
+    /// Each recipient's delivery key, in the order of `list`: what the suppression list
+    /// is checked with.
+    pub(super) keys: Vec<String>,
 }
 
 impl Recipients {
@@ -83,8 +86,10 @@ impl Recipients {
             let checked = check(recipient)
                 .map_err(|(sub, reason)| Problem::invalid(format!("{field}[{i}]{sub}"), reason))?;
             let mailbox = parse_mailbox(&checked.to).expect("checked above");
-            if self.seen.insert(delivery_key(&mailbox)) {
+            let key = delivery_key(&mailbox.email);
+            if self.seen.insert(key.clone()) {
                 self.list.push(checked);
+                self.keys.push(key);
             } else {
                 self.duplicates += 1;
             }

@@ -5,7 +5,8 @@
 //! - 250: the e-mail is `sent`, with the server's reply as its provider id;
 //! - 5xx for the e-mail (MAIL, RCPT or DATA): that e-mail fails for good with the
 //!   server's reply; the transaction is reset and the batch goes on, on a new
-//!   connection if the server closed this one;
+//!   connection if the server closed this one. A 5xx at RCPT for an e-mail of one
+//!   recipient also puts that address on the suppression list;
 //! - 4xx (421, 452, 454 …) or a dropped or silent connection: this e-mail and the rest
 //!   of the batch go back to the queue, due after a backoff, and the batch ends. The
 //!   e-mails never attempted get their attempt back.
@@ -19,13 +20,15 @@ use lettre::address::Envelope;
 use super::connection_slot::ConnectionSlot;
 use crate::email::{
     error::{reply_text, Severity, SmtpError, Stage},
-    message::{build, MailingRecipient, MailingShared},
+    message::{build, delivery_key, MailingRecipient, MailingShared},
     session::Session,
 };
 use crate::{
     app::{App, Live},
     metrics::Metrics,
-    store::{settle_and_log, Channel, LeaseToken, Leased, Outcome, Settlement},
+    store::{
+        settle_and_log, Channel, LeaseToken, Leased, NewSuppression, Outcome, Settlement, SuppressionReason,
+    },
 };
 
 /// An open connection, counted in the metrics while it is open.
@@ -131,6 +134,23 @@ impl Outcomes {
             .spawn(async move { settle_and_log(app.store.as_ref(), vec![settlement]).await });
     }
 
+    /// Starts adding an address refused for good to the suppression list, then writing
+    /// `email`'s outcome: once the e-mail shows as failed, its address is listed.
+    fn record_bounce(&mut self, email: &Ready, entry: NewSuppression, outcome: Outcome) {
+        let app = self.app.clone();
+        let settlement = Settlement {
+            id: email.id.clone(),
+            token: email.token.clone(),
+            outcome,
+        };
+        self.writes.spawn(async move {
+            if let Err(error) = app.store.suppress(vec![entry]).await {
+                tracing::error!(%error, "a refused address could not be added to the suppression list");
+            }
+            settle_and_log(app.store.as_ref(), vec![settlement]).await;
+        });
+    }
+
     /// Waits until every outcome recorded is written.
     async fn written(mut self) {
         while self.writes.join_next().await.is_some() {}
@@ -185,7 +205,20 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
                 let reason = error.to_string();
                 metrics.failed.get_or_create(&labels).inc();
                 tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
-                outcomes.record(&email, Outcome::Failed { error: reason });
+                match (email.envelope.to(), error.stage) {
+                    // The mailbox does not exist (or will never take mail from us): no
+                    // mailing sends to it again.
+                    ([address], Stage::RcptTo) => outcomes.record_bounce(
+                        &email,
+                        NewSuppression {
+                            address: delivery_key(address),
+                            reason: SuppressionReason::Bounce,
+                            detail: Some(reason.clone()),
+                        },
+                        Outcome::Failed { error: reason },
+                    ),
+                    _ => outcomes.record(&email, Outcome::Failed { error: reason }),
+                }
                 reconnect_allowed = true;
                 if current.session().is_usable() {
                     session = Some(current);

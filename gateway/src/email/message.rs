@@ -105,12 +105,9 @@ impl MailingRecipient {
 
 /// The address mail servers would deliver to, for finding duplicates: the local part
 /// as it is (servers may tell its case apart), the domain in lower case.
-pub fn delivery_key(mailbox: &Mailbox) -> String {
-    format!(
-        "{}@{}",
-        mailbox.email.user(),
-        mailbox.email.domain().to_ascii_lowercase()
-    )
+/// The suppression list keeps addresses in this form too.
+pub fn delivery_key(address: &Address) -> String {
+    format!("{}@{}", address.user(), address.domain().to_ascii_lowercase())
 }
 
 /// Parses a mailbox (`Name <addr>` or `addr`), refusing CR and LF anywhere (they would
