@@ -86,4 +86,9 @@ pub trait Suppressions: Send + Sync {
 
     /// Which of `addresses` are listed, in the order given.
     async fn suppressed(&self, addresses: Vec<String>) -> Result<Vec<String>, StoreError>;
+
+    /// The secret unsubscribe links are sealed with: `fresh` stored first if there is
+    /// none yet, so the first gateway to ask makes it and every other one (and every
+    /// restart) reads the same.
+    async fn unsubscribe_secret(&self, fresh: String) -> Result<String, StoreError>;
 }

@@ -112,4 +112,5 @@ on_both_backends! {
     store suppressions::an_address_is_listed_once_with_its_first_reason_and_removed,
     store suppressions::the_list_pages_in_address_order,
     store suppressions::a_mailing_skips_suppressed_recipients_and_counts_them,
+    backend suppressions::the_unsubscribe_secret_is_made_once_and_read_alike_after_a_restart,
 }

@@ -130,3 +130,20 @@ pub async fn a_mailing_skips_suppressed_recipients_and_counts_them(store: Arc<dy
         "no message for the suppressed address"
     );
 }
+
+pub async fn the_unsubscribe_secret_is_made_once_and_read_alike_after_a_restart(
+    backend: &crate::backend::Backend,
+) {
+    let store = backend.open().await;
+    let first = store.unsubscribe_secret("first-fresh".into()).await.unwrap();
+    assert_eq!(first, "first-fresh", "none was stored: the fresh one is");
+    let again = store.unsubscribe_secret("second-fresh".into()).await.unwrap();
+    assert_eq!(again, "first-fresh", "the stored one stays");
+    drop(store);
+    let reopened = backend.open().await;
+    assert_eq!(
+        reopened.unsubscribe_secret("third-fresh".into()).await.unwrap(),
+        "first-fresh",
+        "links sent before a restart (or by another gateway) still open"
+    );
+}

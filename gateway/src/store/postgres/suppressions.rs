@@ -100,4 +100,27 @@ impl Suppressions for PostgresStore {
         })
         .await
     }
+
+    async fn unsubscribe_secret(&self, fresh: String) -> Result<String, StoreError> {
+        let fresh = &fresh;
+        self.run("read the unsubscribe secret", move |client| async move {
+            // Of two gateways asking at once, the second waits for the first's insert
+            // and reads its value.
+            execute(
+                &client,
+                "INSERT INTO gateway_secrets (name, value) VALUES ('unsubscribe', $1)
+                 ON CONFLICT (name) DO NOTHING",
+                &[fresh],
+            )
+            .await?;
+            let row = rows(
+                &client,
+                "SELECT value FROM gateway_secrets WHERE name = 'unsubscribe'",
+                &[],
+            )
+            .await?;
+            Ok(row.first().map(|r| r.get(0)).unwrap_or_default())
+        })
+        .await
+    }
 }

@@ -104,4 +104,20 @@ impl Suppressions for SqliteStore {
         self.read("read the suppression list", move |conn| listed(conn, &addresses))
             .await
     }
+
+    async fn unsubscribe_secret(&self, fresh: String) -> Result<String, StoreError> {
+        self.write(move |conn, _now| {
+            conn.prepare_cached(
+                "INSERT INTO gateway_secrets (name, value) VALUES ('unsubscribe', ?1)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .and_then(|mut insert| insert.execute([&fresh]))
+            .and_then(|_| {
+                conn.prepare_cached("SELECT value FROM gateway_secrets WHERE name = 'unsubscribe'")?
+                    .query_row([], |row| row.get(0))
+            })
+            .map_err(database("read the unsubscribe secret"))
+        })
+        .await
+    }
 }

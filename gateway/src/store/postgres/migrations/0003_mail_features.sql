@@ -14,3 +14,10 @@ CREATE TABLE suppressions (
 -- Recipients of a mailing skipped because they were suppressed when it was stored
 -- (counted in total, never a message).
 ALTER TABLE mailings ADD COLUMN suppressed BIGINT NOT NULL DEFAULT 0;
+
+-- Secrets the gateway makes for itself and every gateway sharing the store must share
+-- (the key of unsubscribe links): made at random on first use, never shown.
+CREATE TABLE gateway_secrets (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+);
