@@ -20,7 +20,7 @@ use lettre::address::Envelope;
 use super::connection_slot::ConnectionSlot;
 use crate::email::{
     error::{reply_text, Severity, SmtpError, Stage},
-    message::{build, delivery_key, MailingRecipient, MailingShared},
+    message::{build, delivery_key, MailingRecipient, MailingShared, UnsubscribeLinks},
     session::Session,
 };
 use crate::{
@@ -159,8 +159,32 @@ impl Outcomes {
 
 async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcomes: &mut Outcomes) {
     let mut pending: VecDeque<Ready> = VecDeque::new();
+    // Mailing e-mails carry an unsubscribe link when the gateway has a public URL.
+    let key = match &live.settings.email.public_url {
+        Some(_) if batch.iter().any(|l| l.mailing_id.is_some()) => match app.unsubscribe_key().await {
+            Ok(key) => Some(key),
+            Err(error) => {
+                // Never a mailing e-mail without its link: the batch waits for the store.
+                tracing::error!(%error, "cannot read the unsubscribe key; the batch goes back to the queue");
+                let due_at = SystemTime::now() + live.settings.email.retry.backoff(1);
+                for leased in batch {
+                    outcomes.write(leased.settle(Outcome::GiveBack { due_at }));
+                }
+                return;
+            }
+        },
+        _ => None,
+    };
+    let base = live.settings.email.public_url.as_deref().unwrap_or_default();
     for leased in batch {
-        match prepare(app, &leased) {
+        let links = key
+            .zip(leased.mailing_id.as_deref())
+            .map(|(key, mailing_id)| UnsubscribeLinks {
+                base,
+                key,
+                mailing_id,
+            });
+        match prepare(app, &leased, links.as_ref()) {
             Ok(ready) => pending.push_back(ready),
             Err(reason) => {
                 tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
@@ -251,7 +275,7 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
 /// Parses a leased payload (a single e-mail, or one recipient of a mailing, rendered
 /// from the mailing's templates, compiled once per mailing) and builds it. A recipient
 /// whose render fails (a missing field with `on_missing: fail`) fails for good.
-fn prepare(app: &App, leased: &Leased) -> Result<Ready, String> {
+fn prepare(app: &App, leased: &Leased, links: Option<&UnsubscribeLinks<'_>>) -> Result<Ready, String> {
     let payload = match &leased.mailing_payload {
         Some(shared) => {
             let shared: MailingShared = serde_json::from_str(shared)
@@ -264,7 +288,7 @@ fn prepare(app: &App, leased: &Leased) -> Result<Ready, String> {
                 .as_ref()
                 .as_ref()
                 .map_err(|e| format!("the mailing's template does not compile: {e}"))?;
-            recipient.render(&shared, templates)?
+            recipient.render(&shared, templates, links)?
         }
         None => serde_json::from_str(&leased.payload)
             .map_err(|e| format!("the stored e-mail cannot be read: {e}"))?,

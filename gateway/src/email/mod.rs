@@ -19,6 +19,7 @@ pub mod message;
 pub mod session;
 pub mod template;
 pub mod tls;
+pub mod unsubscribe;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -41,4 +42,7 @@ pub struct EmailSettings {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub retry: RetryPolicy,
+    /// `email.public_url`: the gateway as recipients reach it, without a trailing `/`.
+    /// Mailing e-mails carry a `List-Unsubscribe` link under it; without it, none.
+    pub public_url: Option<String>,
 }

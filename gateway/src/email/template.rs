@@ -1,5 +1,6 @@
 //! Merge fields: an e-mail's subject, text and HTML are Jinja templates (minijinja),
-//! rendered per recipient with `{{ email }}`, `{{ name }}` and `{{ fields.KEY }}`.
+//! rendered per recipient with `{{ email }}`, `{{ name }}`, `{{ fields.KEY }}` and, on a
+//! mailing when the gateway has a public URL, `{{ unsubscribe_url }}`.
 //!
 //! - **Escaping.** Values put into the HTML body are HTML-escaped (a field holding
 //!   `<b>` shows as `&lt;b&gt;`); the subject and the text body take them as they are.
@@ -102,6 +103,10 @@ pub struct Merge<'a> {
     pub name: Option<&'a str>,
     /// The recipient's own values; an empty map when it has none.
     pub fields: &'a serde_json::Map<String, serde_json::Value>,
+    /// The recipient's unsubscribe link, on a mailing when `email.public_url` is set
+    /// (else it is missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsubscribe_url: Option<&'a str>,
 }
 
 /// One recipient's subject and bodies.
@@ -252,6 +257,7 @@ mod tests {
                 email: "ann@example.org",
                 name: Some("Ann <3 & Co"),
                 fields: &map,
+                unsubscribe_url: None,
             })
             .unwrap();
         assert_eq!(rendered.subject, "Hello Ann <3 & Co");
@@ -269,6 +275,7 @@ mod tests {
             email: "ann@example.org",
             name: None,
             fields: &empty,
+            unsubscribe_url: None,
         };
         let lenient =
             Templates::compile("Hi {{ name }}{{ fields.a.b }}!", None, None, OnMissing::Empty).unwrap();
@@ -302,6 +309,7 @@ mod tests {
                 email: "a@example.org",
                 name: None,
                 fields: &map,
+                unsubscribe_url: None,
             })
             .unwrap_err();
         assert_eq!(error.part, Part::Subject);
@@ -322,6 +330,7 @@ mod tests {
                 email: "a@example.org",
                 name: None,
                 fields: &empty,
+                unsubscribe_url: None,
             })
             .unwrap_err();
         assert!(error.reason.contains("too long"), "{error}");

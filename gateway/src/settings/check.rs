@@ -230,7 +230,9 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
             "is set but email.username is not: AUTH needs both",
         ));
     }
+    let public_url = raw.public_url.as_deref().map(public_url).transpose()?;
     Ok(EmailSettings {
+        public_url,
         limits,
         default_from: raw.default_from,
         host: raw.host,
@@ -244,6 +246,30 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
         command_timeout: Duration::from_millis(raw.command_timeout_ms.max(1)),
         retry,
     })
+}
+
+/// `email.public_url`: where recipients reach this gateway's `/u/…` unsubscribe pages;
+/// an http(s) URL with no query or fragment, kept without a trailing `/`.
+fn public_url(text: &str) -> Result<String, SettingsError> {
+    let key = "email.public_url";
+    let url = reqwest::Url::parse(text).map_err(|e| invalid(key, format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            key,
+            format!("`{text}` must be an http:// or https:// URL with a host"),
+        ));
+    }
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(invalid(
+            key,
+            format!("`{text}` must have no query, fragment or user: links are made by adding /u/TOKEN"),
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {

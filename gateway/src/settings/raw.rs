@@ -90,6 +90,7 @@ pub(super) struct RawEmail {
     pub(super) max_attempts: u32,
     pub(super) retry_base_ms: u64,
     pub(super) retry_max_ms: u64,
+    pub(super) public_url: Option<String>,
 }
 
 impl Default for RawEmail {
@@ -110,6 +111,7 @@ impl Default for RawEmail {
             max_attempts: 10,
             retry_base_ms: 5_000,
             retry_max_ms: 3_600_000,
+            public_url: None,
         }
     }
 }
