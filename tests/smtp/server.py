@@ -27,7 +27,7 @@ the server saw things, as it runs on one thread):
 
 ``subject`` and ``to`` are the headers decoded (RFC 2047 words joined, folding undone),
 ``text`` the text/plain part decoded from its transfer encoding (``html`` the text/html
-part likewise), and ``max_line`` the
+part likewise), ``list_unsubscribe`` and ``list_unsubscribe_post`` those headers, and ``max_line`` the
 longest line of the message as received, in bytes without its CRLF.
     {"event": "rset", "session": 1, "t": ...}
     {"event": "rcpt_rejected", "session": 1, "address": "...", "t": ...}
@@ -170,7 +170,7 @@ class Handler:
         html = None
         try:
             parsed = self.parser.parsebytes(content)
-            for name in ("X-Gateway-Id", "Message-ID", "Subject", "To"):
+            for name in ("X-Gateway-Id", "Message-ID", "Subject", "To", "List-Unsubscribe", "List-Unsubscribe-Post"):
                 value = parsed.get(name)
                 headers[name] = None if value is None else str(value).strip()
             plain = parsed.get_body(preferencelist=("plain",))
@@ -197,6 +197,8 @@ class Handler:
             to=headers.get("To"),
             text=text,
             html=html,
+            list_unsubscribe=headers.get("List-Unsubscribe"),
+            list_unsubscribe_post=headers.get("List-Unsubscribe-Post"),
             max_line=max((len(line) for line in content.split(b"\r\n")), default=0),
             mail_options=list(envelope.mail_options),
         )

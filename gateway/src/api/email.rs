@@ -161,7 +161,7 @@ pub(super) async fn post_email(
         fields: merged,
         ..first.clone()
     }
-    .render_with(&templates)
+    .render_with(&templates, None)
     .map_err(recipients::template_problem)?;
     let skipped = if request.transactional {
         HashSet::new()
@@ -202,6 +202,7 @@ pub(super) async fn post_email(
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,
+        list_unsubscribe: None,
     };
     let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
     enqueue(&app, Channel::Email, payload, key).await
@@ -259,12 +260,18 @@ pub(super) async fn post_mailing(
     Ok(accepted(&enqueued.id, "mailings"))
 }
 
-/// A mailing's progress: its id and how many of its e-mails stand where.
+/// A mailing's progress: its id and how many of its e-mails stand where, and whether
+/// they carry an unsubscribe link.
 #[derive(Debug, Serialize)]
 pub(super) struct MailingView {
     id: String,
     #[serde(flatten)]
     counts: MailingCounts,
+    /// Whether this gateway's mailing e-mails carry `List-Unsubscribe` (email.public_url is set).
+    list_unsubscribe: bool,
+    /// What an admin should know about how the mailing goes out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<&'static str>,
 }
 
 pub(super) async fn get_mailing(
@@ -276,7 +283,20 @@ pub(super) async fn get_mailing(
         Problem::unavailable("the store cannot be read now; try again")
     })?;
     let counts = counts.ok_or_else(|| Problem::not_found(format!("no mailing has the id `{id}`")))?;
-    Ok(Json(MailingView { id, counts }))
+    let list_unsubscribe = app.live().settings.email.public_url.is_some();
+    let mut warnings = Vec::new();
+    if !list_unsubscribe {
+        warnings.push(
+            "email.public_url is not set: the e-mails go out without a List-Unsubscribe link, which \
+             the law and large mailbox providers require of bulk mail",
+        );
+    }
+    Ok(Json(MailingView {
+        id,
+        counts,
+        list_unsubscribe,
+        warnings,
+    }))
 }
 
 /// `POST /v1/admin/email/check`: the admin's *Check SMTP connection*.

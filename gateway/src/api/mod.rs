@@ -14,6 +14,7 @@ mod recipients;
 mod settings;
 mod sms;
 mod suppressions;
+mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -62,6 +63,9 @@ routes! {
         get "/openapi.json" => openapi,
         // No token: the module checks the provider's signature or secret.
         any "/v1/providers/{module}/callback" => callbacks::callback,
+        // No token: the link itself is the proof (sealed with the store's key).
+        get "/u/{token}" => unsubscribe::confirm,
+        post "/u/{token}" => unsubscribe::unsubscribe,
     }
     send {
         post "/v1/sms" => sms::post_sms,
