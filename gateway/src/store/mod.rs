@@ -36,6 +36,7 @@ pub mod lease;
 pub mod migrate;
 mod postgres;
 pub mod purge;
+pub mod quota;
 pub mod report;
 pub mod settings_versions;
 mod sqlite;
@@ -51,6 +52,7 @@ pub use idempotency::Idempotency;
 pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
 pub use postgres::PostgresStore;
 pub use purge::{PurgeKind, Purged};
+pub use quota::{QuotaWindow, SendQuota};
 pub use report::{DeliveryReport, ReportOutcome};
 pub use settings_versions::{NewSettingsVersion, SettingsVersion, SettingsVersions};
 pub use sqlite::SqliteStore;
@@ -60,9 +62,9 @@ pub use suppression::{NewSuppression, Suppression, SuppressionReason, Suppressio
 ///
 /// Every method that changes state returns only after the change is durable. The
 /// console's saved settings are a side of their own ([`SettingsVersions`]), and so is
-/// the suppression list ([`Suppressions`]).
+/// the suppression list ([`Suppressions`]), and the sending quota ([`SendQuota`]).
 #[async_trait::async_trait]
-pub trait Store: SettingsVersions + Suppressions + Send + Sync + 'static {
+pub trait Store: SettingsVersions + Suppressions + SendQuota + Send + Sync + 'static {
     /// Stores one message, `queued` and due now.
     ///
     /// With an idempotency key already used for the same request, returns the id that

@@ -33,6 +33,7 @@ mod messages;
 mod outcomes;
 mod postgres_events;
 mod postgres_schema;
+mod quota;
 mod reports;
 mod restart;
 mod retention;
@@ -113,4 +114,6 @@ on_both_backends! {
     store suppressions::the_list_pages_in_address_order,
     store suppressions::a_mailing_skips_suppressed_recipients_and_counts_them,
     backend suppressions::the_unsubscribe_secret_is_made_once_and_read_alike_after_a_restart,
+
+    backend quota::a_full_window_refuses_until_its_oldest_send_ages_out_across_a_restart,
 }

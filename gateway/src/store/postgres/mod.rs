@@ -31,6 +31,7 @@ mod listener;
 mod mailings;
 mod messages;
 mod purge;
+mod quota;
 mod reports;
 mod schema;
 mod settings_versions;

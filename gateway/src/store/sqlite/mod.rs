@@ -21,6 +21,7 @@ mod inbound;
 mod mailings;
 mod messages;
 mod purge;
+mod quota;
 mod reports;
 mod schema;
 mod settings_versions;

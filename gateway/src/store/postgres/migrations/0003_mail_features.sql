@@ -21,3 +21,10 @@ CREATE TABLE gateway_secrets (
     name  TEXT NOT NULL PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- Sending quotas: when each e-mail was handed to the SMTP server (unix milliseconds),
+-- kept for the longest window (email.max_per_minute|hour|day).
+CREATE TABLE email_sends (
+    at BIGINT NOT NULL
+);
+CREATE INDEX email_sends_at ON email_sends (at);
