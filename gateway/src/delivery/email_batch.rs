@@ -199,7 +199,32 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
     // Whether the server may have closed the connection after refusing an e-mail: then
     // a dropped connection at the next MAIL FROM is met by reconnecting, once.
     let mut reconnect_allowed = false;
+    let quota = &live.settings.email.quota;
     while let Some(email) = pending.pop_front() {
+        // Each e-mail takes its send from the quota just before it goes, so that the
+        // server never sees more than the quota allows within a window.
+        match app.store.take_send(quota).await {
+            Ok(None) => {}
+            Ok(Some(at)) => {
+                let unix = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                metrics.email_quota_next_send.set(unix.as_secs_f64());
+                tracing::debug!(message_id = %email.id, "the sending quota is used up; the rest waits in the queue");
+                pending.push_front(email);
+                for email in pending {
+                    outcomes.record(&email, Outcome::GiveBack { due_at: at });
+                }
+                break;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot take a send from the quota; the rest goes back to the queue");
+                let due_at = SystemTime::now() + live.settings.email.retry.backoff(1);
+                pending.push_front(email);
+                for email in pending {
+                    outcomes.record(&email, Outcome::GiveBack { due_at });
+                }
+                break;
+            }
+        }
         let mut current = match session.take() {
             Some(session) => session,
             None => match target.open(|_, _| {}).await {

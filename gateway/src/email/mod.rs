@@ -45,4 +45,6 @@ pub struct EmailSettings {
     /// `email.public_url`: the gateway as recipients reach it, without a trailing `/`.
     /// Mailing e-mails carry a `List-Unsubscribe` link under it; without it, none.
     pub public_url: Option<String>,
+    /// `email.max_per_minute|hour|day`: the sending quota's windows; empty for none.
+    pub quota: Vec<crate::store::QuotaWindow>,
 }
