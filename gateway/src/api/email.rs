@@ -269,6 +269,10 @@ pub(super) struct MailingView {
     counts: MailingCounts,
     /// Whether this gateway's mailing e-mails carry `List-Unsubscribe` (email.public_url is set).
     list_unsubscribe: bool,
+    /// When the sending quota lets the next e-mail go (RFC 3339), while the mailing has
+    /// e-mails waiting and the quota holds them; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_send_at: Option<String>,
     /// What an admin should know about how the mailing goes out.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<&'static str>,
@@ -283,7 +287,21 @@ pub(super) async fn get_mailing(
         Problem::unavailable("the store cannot be read now; try again")
     })?;
     let counts = counts.ok_or_else(|| Problem::not_found(format!("no mailing has the id `{id}`")))?;
-    let list_unsubscribe = app.live().settings.email.public_url.is_some();
+    let live = app.live();
+    let list_unsubscribe = live.settings.email.public_url.is_some();
+    let next_send_at = if counts.queued > 0 {
+        let next = app
+            .store
+            .next_send(&live.settings.email.quota)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot read the sending quota");
+                Problem::unavailable("the store cannot be read now; try again")
+            })?;
+        next.map(crate::time::rfc3339)
+    } else {
+        None
+    };
     let mut warnings = Vec::new();
     if !list_unsubscribe {
         warnings.push(
@@ -295,6 +313,7 @@ pub(super) async fn get_mailing(
         id,
         counts,
         list_unsubscribe,
+        next_send_at,
         warnings,
     }))
 }
