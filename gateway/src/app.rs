@@ -136,6 +136,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Where the sessions of every module generation send what they deliver.
     pub session_events: EventSender,
+    /// Mailings' merge-field templates, compiled once per mailing by the SMTP engine.
+    pub templates: crate::email::template::Compiled,
+    /// The key of unsubscribe links, read from the store on first use.
+    unsubscribe_key: tokio::sync::OnceCell<crate::email::unsubscribe::UnsubscribeKey>,
     /// The settings in force, as loaded: what a reload compares against. Also held
     /// while a reload or a console save runs, so that they happen one at a time.
     pub(crate) loaded: tokio::sync::Mutex<Loaded>,
@@ -204,6 +208,20 @@ const MODULE_KEYS: &[&str] = &[
 ];
 
 impl App {
+    /// The key unsubscribe links are sealed and opened with: the store's secret (made
+    /// by the first gateway that needed it), read once.
+    pub async fn unsubscribe_key(
+        &self,
+    ) -> Result<&crate::email::unsubscribe::UnsubscribeKey, crate::store::StoreError> {
+        use crate::email::unsubscribe::{new_secret, UnsubscribeKey};
+        self.unsubscribe_key
+            .get_or_try_init(|| async {
+                let secret = self.store.unsubscribe_secret(new_secret()).await?;
+                Ok(UnsubscribeKey::from_secret(&secret))
+            })
+            .await
+    }
+
     pub fn new(
         loaded: Loaded,
         live: Live,
@@ -223,6 +241,8 @@ impl App {
             gateway_id: format!("gateway-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             loaded: tokio::sync::Mutex::new(loaded),
             refused_console_version: std::sync::atomic::AtomicU64::new(0),
+            templates: Default::default(),
+            unsubscribe_key: tokio::sync::OnceCell::new(),
             metrics,
             session_events,
         })

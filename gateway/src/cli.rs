@@ -82,6 +82,13 @@ enum Command {
         #[command(subcommand)]
         command: MailingCommand,
     },
+    /// The suppression list of a running gateway, as CSV (admin token).
+    Suppressions {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: crate::suppressions_cli::SuppressionsCommand,
+    },
     /// Check the SMTP connection: connect, TLS, AUTH, MAIL FROM email.default_from,
     /// RCPT TO email.check_address, RSET, QUIT; nothing is sent.
     CheckSmtp,
@@ -126,9 +133,14 @@ enum MailingCommand {
     Send {
         #[command(flatten)]
         api: ApiArgs,
-        /// CSV file of recipients: an `email` column, or addresses in the first column
+        /// CSV file of recipients: a header row naming an `email` column (a `name` column
+        /// and any others become merge fields: `{{ name }}`, `{{ fields.COLUMN }}`), or
+        /// addresses in the first column
         #[arg(long, value_name = "FILE.csv")]
         recipients: PathBuf,
+        /// What a merge field a recipient lacks renders as: `empty`, or `fail` that recipient
+        #[arg(long, value_name = "empty|fail", default_value = "empty", value_parser = ["empty", "fail"])]
+        on_missing: String,
         #[arg(long)]
         subject: String,
         #[arg(long)]
@@ -204,6 +216,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SendSms { .. } | Command::SendEmail { .. } | Command::Mailing { .. } => {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             return runtime.block_on(api_command(cli.command));
+        }
+        Command::Suppressions { api, command } => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let client = crate::client::ApiClient::new(&api.url, &api.token)?;
+            return runtime.block_on(crate::suppressions_cli::run(&client, command));
         }
         Command::Modules {
             command:
@@ -299,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SendSms { .. }
         | Command::SendEmail { .. }
         | Command::Mailing { .. }
+        | Command::Suppressions { .. }
         | Command::Modules {
             command: ModulesCommand::Conformance { .. },
         } => unreachable!("handled above"),
@@ -312,13 +330,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let copied = runtime.block_on(crate::store::migrate::sqlite_to_postgres(from, &to))?;
             println!(
                 "copied {} into the PostgreSQL database: {} messages, {} mailings, {} inbound SMS, \
-                 {} held delivery reports, {} idempotency keys",
+                 {} held delivery reports, {} idempotency keys, {} suppressed addresses",
                 from.display(),
                 copied.messages,
                 copied.mailings,
                 copied.inbound,
                 copied.held_reports,
-                copied.idempotency_keys
+                copied.idempotency_keys,
+                copied.suppressions
             );
             println!("now set storage.url to that database and start the gateway");
             Ok(ExitCode::SUCCESS)
@@ -477,6 +496,7 @@ async fn api_command(command: Command) -> anyhow::Result<ExitCode> {
                 MailingCommand::Send {
                     api,
                     recipients,
+                    on_missing,
                     subject,
                     text,
                     html,
@@ -486,14 +506,18 @@ async fn api_command(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let client = ApiClient::new(&api.url, &api.token)?;
             let recipients = read_recipients(&recipients)?;
-            let total = recipients.len() as u64;
-            let body = strip_nulls(
-                json!({ "recipients": recipients, "subject": subject, "text": text, "html": html, "from": from }),
-            );
+            let body = strip_nulls(json!({
+                "recipients": recipients, "subject": subject, "text": text, "html": html,
+                "from": from, "on_missing": on_missing,
+            }));
             let id = client.post("/v1/mailings", &body).await?["id"]
                 .as_str()
                 .unwrap_or("")
                 .to_string();
+            // The gateway's count: an address listed twice is one e-mail.
+            let total = client.get(&format!("/v1/mailings/{id}")).await?["total"]
+                .as_u64()
+                .unwrap_or(recipients.len() as u64);
             eprintln!("mailing {id}: {total} recipients queued");
             if no_wait {
                 println!("{id}");
@@ -509,9 +533,9 @@ async fn api_command(command: Command) -> anyhow::Result<ExitCode> {
             loop {
                 let counts = client.get(&format!("/v1/mailings/{id}")).await?;
                 let count = |key: &str| counts[key].as_u64().unwrap_or(0);
-                let (sent, failed) = (count("sent"), count("failed"));
-                bar.set_position(sent + failed);
-                bar.set_message(format!("sent {sent}, failed {failed}"));
+                let (sent, failed, suppressed) = (count("sent"), count("failed"), count("suppressed"));
+                bar.set_position(sent + failed + suppressed);
+                bar.set_message(format!("sent {sent}, failed {failed}, suppressed {suppressed}"));
                 if count("queued") + count("sending") == 0 {
                     bar.finish();
                     println!("{id} sent {sent} failed {failed}");

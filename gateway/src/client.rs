@@ -83,9 +83,13 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     }
 }
 
-/// The addresses of a recipients CSV file: the column named `email` (or `address`),
-/// else the first column; a header row is recognised by having no `@` in that column.
-pub fn read_recipients(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+/// The recipients of a CSV file, as `POST /v1/mailings` takes them.
+///
+/// With a header row (one that names an `email` or `address` column), every row is an
+/// object: that column is its `email`, a `name` column its `name`, and every other
+/// column a merge field under its header (`{{ fields.city }}`), empty cells included.
+/// Without one, the first column holds the addresses, and nothing else is read.
+pub fn read_recipients(path: &std::path::Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -94,6 +98,7 @@ pub fn read_recipients(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut rows = reader.records();
     let mut column = 0;
+    let mut header: Option<csv::StringRecord> = None;
     let mut recipients = Vec::new();
     if let Some(first) = rows.next() {
         let first = first.with_context(|| format!("{}: line 1", path.display()))?;
@@ -101,16 +106,43 @@ pub fn read_recipients(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
             .iter()
             .position(|field| field.eq_ignore_ascii_case("email") || field.eq_ignore_ascii_case("address"))
         {
-            Some(index) => column = index,
-            None if first.get(0).is_some_and(|f| f.contains('@')) => recipients.push(first[0].to_string()),
+            Some(index) => {
+                column = index;
+                header = Some(first);
+            }
+            None if first.get(0).is_some_and(|f| f.contains('@')) => {
+                recipients.push(serde_json::Value::from(&first[0]))
+            }
             None => {}
         }
     }
     for (line, row) in rows.enumerate() {
         let row = row.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
-        if let Some(address) = row.get(column).filter(|a| !a.is_empty()) {
-            recipients.push(address.to_string());
+        let Some(address) = row.get(column).filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        let Some(header) = &header else {
+            recipients.push(serde_json::Value::from(address));
+            continue;
+        };
+        let mut recipient = serde_json::json!({ "email": address });
+        let mut fields = serde_json::Map::new();
+        for (index, (name, value)) in header.iter().zip(row.iter()).enumerate() {
+            if index == column || name.is_empty() {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("name") {
+                if !value.is_empty() {
+                    recipient["name"] = value.into();
+                }
+            } else {
+                fields.insert(name.to_string(), value.into());
+            }
         }
+        if !fields.is_empty() {
+            recipient["fields"] = fields.into();
+        }
+        recipients.push(recipient);
     }
     if recipients.is_empty() {
         bail!("{} lists no recipients", path.display());

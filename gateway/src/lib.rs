@@ -21,5 +21,6 @@ pub mod server;
 pub mod settings;
 pub mod sms;
 pub mod store;
+pub mod suppressions_cli;
 pub mod time;
 pub mod token;

@@ -73,6 +73,9 @@ pub struct Metrics {
     pub queue_due: Family<ChannelLabels, Gauge>,
     pub queue_oldest_due_seconds: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub smtp_connections_open: Gauge,
+    /// Unix time (seconds) when the sending quota lets the next e-mail go; 0 while it
+    /// lets e-mails go now (or there is no quota).
+    pub email_quota_next_send: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub smtp_emails_per_connection: Histogram,
     pub module_call_seconds: Family<CallLabels, Histogram>,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -205,6 +208,13 @@ impl Metrics {
             "SMTP connections open now",
             smtp_connections_open.clone(),
         );
+        let email_quota_next_send = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "email_quota_next_send_timestamp_seconds",
+            "When the sending quota (email.max_per_minute|hour|day) lets the next e-mail go, as \
+             unix time; 0 while e-mails may go now",
+            email_quota_next_send.clone(),
+        );
         let smtp_emails_per_connection =
             Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]);
         registry.register(
@@ -243,6 +253,7 @@ impl Metrics {
             queue_due,
             queue_oldest_due_seconds,
             smtp_connections_open,
+            email_quota_next_send,
             fleet_gateways,
             sessions_ready,
             session_sends_pending,

@@ -102,6 +102,15 @@ pub async fn run(
         );
     }
     tracing::info!(%address, max_connections, "HTTP API listening");
+    match &app.live().settings.email.public_url {
+        Some(url) => {
+            tracing::info!(public_url = %url, "mailing e-mails carry a List-Unsubscribe link under email.public_url")
+        }
+        None => tracing::warn!(
+            "email.public_url is not set: mailing e-mails go out without a List-Unsubscribe link \
+             (set it to the URL recipients reach this gateway at)"
+        ),
+    }
     let limits = {
         let app = app.clone();
         move || {

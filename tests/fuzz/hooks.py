@@ -9,6 +9,10 @@ must accept:
   (+44 71xx to 73xx), in every form the API takes (E.164, 00, national, separators).
 - `mailbox`: an RFC 5322 mailbox, with or without a display name, from Hypothesis's
   own `emails()` (dot-atom local parts with every allowed symbol, IANA TLDs).
+- `template`: a Jinja template (merge fields) that compiles and renders for any
+  recipient: text without `{` (which opens every Jinja tag), with or without a
+  `{{ email }}` or a `{% if name %}`, on one line, so that a
+  subject stays one.
 """
 
 import hashlib
@@ -41,6 +45,17 @@ schemathesis.openapi.format(
     "mailbox",
     st.emails()
     | st.builds(lambda name, address: f"{name} <{address}>", display_name, st.emails()),
+)
+
+plain = st.text(alphabet=st.characters(blacklist_characters="{\r\n", blacklist_categories=("Cs",)), max_size=60)
+schemathesis.openapi.format(
+    "template",
+    st.builds(
+        lambda before, tag, after: before + tag + after,
+        plain,
+        st.sampled_from(["", "{{ email }}", "{% if name %}{{ name }}{% endif %}"]),
+        plain,
+    ),
 )
 
 

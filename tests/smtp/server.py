@@ -22,11 +22,12 @@ the server saw things, as it runs on one thread):
     {"event": "auth", "session": 1, "user": "u", "success": true, "t": ...}
     {"event": "message", "session": 1, "mail_from": "a@x", "rcpt_tos": ["b@y"],
      "gateway_id": "...", "message_id": "<...>", "subject": "...", "tls": false,
-     "auth_user": null, "size": 123, "to": "...", "text": "...", "max_line": 76,
+     "auth_user": null, "size": 123, "to": "...", "text": "...", "html": "...", "max_line": 76,
      "mail_options": ["SMTPUTF8"], "t": ...}
 
 ``subject`` and ``to`` are the headers decoded (RFC 2047 words joined, folding undone),
-``text`` the text/plain part decoded from its transfer encoding, and ``max_line`` the
+``text`` the text/plain part decoded from its transfer encoding (``html`` the text/html
+part likewise), ``list_unsubscribe`` and ``list_unsubscribe_post`` those headers, and ``max_line`` the
 longest line of the message as received, in bytes without its CRLF.
     {"event": "rset", "session": 1, "t": ...}
     {"event": "rcpt_rejected", "session": 1, "address": "...", "t": ...}
@@ -166,13 +167,16 @@ class Handler:
         content = envelope.original_content or b""
         headers = {}
         text = None
+        html = None
         try:
             parsed = self.parser.parsebytes(content)
-            for name in ("X-Gateway-Id", "Message-ID", "Subject", "To"):
+            for name in ("X-Gateway-Id", "Message-ID", "Subject", "To", "List-Unsubscribe", "List-Unsubscribe-Post"):
                 value = parsed.get(name)
                 headers[name] = None if value is None else str(value).strip()
             plain = parsed.get_body(preferencelist=("plain",))
             text = None if plain is None else plain.get_content()
+            rich = parsed.get_body(preferencelist=("html",))
+            html = None if rich is None else rich.get_content()
         except Exception as error:  # a malformed message must not cost the message
             logging.getLogger("smtp-test-server").warning("message parse failed: %r", error)
         server.accepted += 1
@@ -192,6 +196,9 @@ class Handler:
             size=len(content),
             to=headers.get("To"),
             text=text,
+            html=html,
+            list_unsubscribe=headers.get("List-Unsubscribe"),
+            list_unsubscribe_post=headers.get("List-Unsubscribe-Post"),
             max_line=max((len(line) for line in content.split(b"\r\n")), default=0),
             mail_options=list(envelope.mail_options),
         )

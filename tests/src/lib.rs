@@ -377,6 +377,18 @@ impl Api {
         (status, json_body(response).await)
     }
 
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, json_body(response).await)
+    }
+
     /// `GET /metrics`: the Prometheus text, as a scraper reads it.
     pub async fn metrics(&self) -> String {
         let response = self

@@ -59,10 +59,12 @@ async fn send_sms_send_email_and_a_mailing_from_a_csv_file() {
             ],
         );
         let csv = dir2.join("recipients.csv");
-        let mut rows = String::from("name,email\n");
+        let mut rows = String::from("name,email,city\n");
         for i in 0..30 {
-            rows.push_str(&format!("User {i},user{i}@example.org\n"));
+            rows.push_str(&format!("User {i},user{i}@example.org,Town {i}\n"));
         }
+        // Listed twice, the domain in capitals: one e-mail.
+        rows.push_str("User 0 again,user0@EXAMPLE.org,Elsewhere\n");
         std::fs::write(&csv, rows).unwrap();
         let mailing = run(
             &url2,
@@ -74,7 +76,9 @@ async fn send_sms_send_email_and_a_mailing_from_a_csv_file() {
                 "--subject",
                 "News",
                 "--text",
-                "Hello",
+                "Hello {{ name }} from {{ fields.city }}",
+                "--on-missing",
+                "fail",
             ],
         );
         let refused = run(&url2, &["send-sms", "--to", "12345", "--text", "x"]);
@@ -95,7 +99,18 @@ async fn send_sms_send_email_and_a_mailing_from_a_csv_file() {
         mailing.1
     );
     server.wait_sessions_closed(1);
-    assert_eq!(server.messages().len(), 31);
+    let messages = server.messages();
+    assert_eq!(messages.len(), 31);
+    let user7 = messages
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "user7@example.org")
+        .expect("user7's e-mail");
+    assert_eq!(
+        user7["text"].as_str().unwrap().trim_end(),
+        "Hello User 7 from Town 7",
+        "CSV columns are merge fields"
+    );
+    assert_eq!(user7["to"], "User 7 <user7@example.org>");
     assert!(!refused.0);
     assert!(
         refused.1.contains("422") && refused.1.contains("to:"),

@@ -1,7 +1,7 @@
 //! E-mail endpoints: `POST /v1/email`, `POST /v1/mailings`, `GET /v1/mailings/{id}`,
 //! and the admin's *Check SMTP connection*.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     extract::{Path, Query, State},
@@ -18,12 +18,14 @@ use super::{
     callbacks::Page,
     enqueue, idempotency_key,
     problem::Problem,
+    recipients::{self, OneOrMany, Recipient, Recipients},
 };
 use crate::{
     app::App,
     email::{
         check,
         message::{check_header_text, parse_mailbox, EmailPayload, MailingRecipient, MailingShared},
+        template::OnMissing,
     },
     metrics::Metrics,
     settings::{ServerSettings, Settings},
@@ -35,31 +37,14 @@ use crate::{
 /// but its body size.
 const MAX_RECIPIENTS: usize = 100;
 
-/// `to` may be one address or a list.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(one) => vec![one],
-            OneOrMany::Many(many) => many,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EmailRequest {
     to: OneOrMany,
     #[serde(default)]
-    cc: Vec<String>,
+    cc: Vec<Recipient>,
     #[serde(default)]
-    bcc: Vec<String>,
+    bcc: Vec<Recipient>,
     #[serde(default)]
     from: Option<String>,
     subject: String,
@@ -67,6 +52,15 @@ pub(super) struct EmailRequest {
     text: Option<String>,
     #[serde(default)]
     html: Option<String>,
+    /// Merge fields for the templates, beneath the first `to` recipient's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "OnMissing::is_empty")]
+    on_missing: OnMissing,
+    /// An e-mail the recipient must get (a receipt, a password reset): sent to suppressed
+    /// addresses too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    transactional: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -79,7 +73,9 @@ pub(super) struct MailingRequest {
     text: Option<String>,
     #[serde(default)]
     html: Option<String>,
-    recipients: Vec<String>,
+    recipients: Vec<Recipient>,
+    #[serde(default, skip_serializing_if = "OnMissing::is_empty")]
+    on_missing: OnMissing,
 }
 
 impl BodyLimit for EmailRequest {}
@@ -91,16 +87,13 @@ impl BodyLimit for MailingRequest {
     }
 }
 
-/// Parses each address of `field`, naming `field[i]` when one is wrong.
-fn addresses(field: &str, list: Vec<String>) -> Result<Vec<String>, Problem> {
-    list.into_iter()
-        .enumerate()
-        .map(|(i, address)| {
-            parse_mailbox(&address)
-                .map(|mailbox| mailbox.to_string())
-                .map_err(|reason| Problem::invalid(format!("{field}[{i}]"), reason))
-        })
-        .collect()
+/// Which of `keys` are on the suppression list.
+async fn suppressed(app: &App, keys: Vec<String>) -> Result<HashSet<String>, Problem> {
+    let found = app.store.suppressed(keys).await.map_err(|error| {
+        tracing::error!(%error, "cannot read the suppression list");
+        Problem::unavailable("the suppression list cannot be read now; nothing was accepted, try again")
+    })?;
+    Ok(found.into_iter().collect())
 }
 
 /// The sender: the request's, else `email.default_from`.
@@ -135,13 +128,11 @@ pub(super) async fn post_email(
 ) -> Result<Response, Problem> {
     let live = app.live();
     let key = idempotency_key(&app, &headers, &caller, "POST /v1/email", &request)?;
-    let to = addresses("to", request.to.into_vec())?;
+    let to = request.to.into_vec();
     if to.is_empty() {
         return Err(Problem::invalid("to", "needs at least one address"));
     }
-    let cc = addresses("cc", request.cc)?;
-    let bcc = addresses("bcc", request.bcc)?;
-    if to.len() + cc.len() + bcc.len() > MAX_RECIPIENTS {
+    if to.len() + request.cc.len() + request.bcc.len() > MAX_RECIPIENTS {
         return Err(Problem::invalid(
             "to",
             format!(
@@ -149,15 +140,71 @@ pub(super) async fn post_email(
             ),
         ));
     }
+    // One list of seen addresses for all three: an address in to and bcc gets one copy.
+    let mut recipients = Recipients::default();
+    recipients.add("to", to)?;
+    let to_count = recipients.list.len();
+    recipients.add("cc", request.cc)?;
+    let cc_count = recipients.list.len() - to_count;
+    recipients.add("bcc", request.bcc)?;
     content(&request.subject, &request.text, &request.html)?;
+    // One e-mail: rendered now, for its first `to` recipient, so that a template that
+    // fails is this request's 422 rather than a failed message later.
+    let templates = recipients::compile(
+        &request.subject,
+        request.text.as_deref(),
+        request.html.as_deref(),
+        request.on_missing,
+    )?;
+    let first = recipients.list.first().expect("to has at least one address");
+    let mut merged = request.fields.unwrap_or_default();
+    merged.extend(first.fields.clone());
+    let rendered = MailingRecipient {
+        fields: merged,
+        ..first.clone()
+    }
+    .render_with(&templates, None)
+    .map_err(recipients::template_problem)?;
+    let skipped = if request.transactional {
+        HashSet::new()
+    } else {
+        suppressed(&app, recipients.keys.clone()).await?
+    };
+    let (mut to, mut cc, mut bcc) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, (recipient, key)) in recipients.list.into_iter().zip(&recipients.keys).enumerate() {
+        if skipped.contains(key) {
+            continue;
+        }
+        let list = match n {
+            n if n < to_count => &mut to,
+            n if n < to_count + cc_count => &mut cc,
+            _ => &mut bcc,
+        };
+        list.push(recipient.to);
+    }
+    if to.is_empty() {
+        return Err(Problem::invalid(
+            "to",
+            "every `to` address is on the suppression list (unsubscribed, refused for good, or \
+             added by an admin); an e-mail the recipient must get (a receipt, a password reset) \
+             says `\"transactional\": true`",
+        ));
+    }
+    if !skipped.is_empty() {
+        tracing::info!(
+            suppressed = skipped.len(),
+            "e-mail recipients skipped: on the suppression list"
+        );
+    }
     let payload = EmailPayload {
         from: sender(request.from, &live.settings)?,
         to,
         cc,
         bcc,
-        subject: request.subject,
-        text: request.text,
-        html: request.html,
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        list_unsubscribe: None,
     };
     let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
     enqueue(&app, Channel::Email, payload, key).await
@@ -176,18 +223,25 @@ pub(super) async fn post_mailing(
     if request.recipients.is_empty() {
         return Err(Problem::invalid("recipients", "needs at least one address"));
     }
-    let recipients = addresses("recipients", request.recipients)?;
+    let mut recipients = Recipients::default();
+    recipients.add("recipients", request.recipients)?;
     let shared = MailingShared {
         from,
         subject: request.subject,
         text: request.text,
         html: request.html,
+        on_missing: request.on_missing,
     };
+    // Compiled here only to refuse a template that does not compile; the engine
+    // compiles it again, once, when it sends.
+    shared.compile().map_err(recipients::template_problem)?;
     let mailing = NewMailing {
+        addresses: recipients.keys,
         shared: serde_json::to_value(&shared).expect("a mailing serialises"),
         recipients: recipients
+            .list
             .into_iter()
-            .map(|to| serde_json::to_value(MailingRecipient { to }).expect("a recipient serialises"))
+            .map(|recipient| serde_json::to_value(recipient).expect("a recipient serialises"))
             .collect(),
     };
     let count = mailing.recipients.len() as u64;
@@ -198,7 +252,7 @@ pub(super) async fn post_mailing(
         )
     })?;
     if enqueued.created {
-        tracing::info!(mailing_id = %enqueued.id, recipients = count, "mailing queued");
+        tracing::info!(mailing_id = %enqueued.id, recipients = count, duplicates = recipients.duplicates, "mailing queued");
         app.metrics
             .accepted
             .get_or_create(&Metrics::channel(Channel::Email))
@@ -208,12 +262,22 @@ pub(super) async fn post_mailing(
     Ok(accepted(&enqueued.id, "mailings"))
 }
 
-/// A mailing's progress: its id and how many of its e-mails stand where.
+/// A mailing's progress: its id and how many of its e-mails stand where, and whether
+/// they carry an unsubscribe link.
 #[derive(Debug, Serialize)]
 pub(super) struct MailingView {
     id: String,
     #[serde(flatten)]
     counts: MailingCounts,
+    /// Whether this gateway's mailing e-mails carry `List-Unsubscribe` (email.public_url is set).
+    list_unsubscribe: bool,
+    /// When the sending quota lets the next e-mail go (RFC 3339), while the mailing has
+    /// e-mails waiting and the quota holds them; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_send_at: Option<String>,
+    /// What an admin should know about how the mailing goes out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<&'static str>,
 }
 
 pub(super) async fn get_mailing(
@@ -225,7 +289,35 @@ pub(super) async fn get_mailing(
         Problem::unavailable("the store cannot be read now; try again")
     })?;
     let counts = counts.ok_or_else(|| Problem::not_found(format!("no mailing has the id `{id}`")))?;
-    Ok(Json(MailingView { id, counts }))
+    let live = app.live();
+    let list_unsubscribe = live.settings.email.public_url.is_some();
+    let next_send_at = if counts.queued > 0 {
+        let next = app
+            .store
+            .next_send(&live.settings.email.quota)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot read the sending quota");
+                Problem::unavailable("the store cannot be read now; try again")
+            })?;
+        next.map(crate::time::rfc3339)
+    } else {
+        None
+    };
+    let mut warnings = Vec::new();
+    if !list_unsubscribe {
+        warnings.push(
+            "email.public_url is not set: the e-mails go out without a List-Unsubscribe link, which \
+             the law and large mailbox providers require of bulk mail",
+        );
+    }
+    Ok(Json(MailingView {
+        id,
+        counts,
+        list_unsubscribe,
+        next_send_at,
+        warnings,
+    }))
 }
 
 /// `POST /v1/admin/email/check`: the admin's *Check SMTP connection*.
@@ -301,9 +393,9 @@ pub(super) async fn email_test(
     JsonBody(request): JsonBody<TestEmailRequest>,
 ) -> Result<Response, Problem> {
     let live = app.live();
-    let to = addresses("to", vec![request.to]).map_err(|problem| {
-        Problem::invalid("to", problem.detail.trim_start_matches("to[0]: ").to_string())
-    })?;
+    let to = parse_mailbox(&request.to)
+        .map(|mailbox| vec![mailbox.to_string()])
+        .map_err(|reason| Problem::invalid("to", reason))?;
     let from = live.settings.email.default_from.clone().ok_or_else(|| {
         Problem::invalid(
             "email.default_from",
@@ -325,6 +417,8 @@ pub(super) async fn email_test(
             live.settings.email.host, live.settings.email.port
         )),
         html: None,
+        // A transactional e-mail: no unsubscribe link.
+        list_unsubscribe: None,
     };
     let payload = serde_json::to_value(&payload).expect("an e-mail payload serialises");
     tracing::info!("test e-mail queued");

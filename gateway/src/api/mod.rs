@@ -11,9 +11,12 @@ mod console;
 mod email;
 mod messages;
 pub mod problem;
+mod recipients;
 mod session;
 mod settings;
 mod sms;
+mod suppressions;
+mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -62,6 +65,9 @@ routes! {
         get "/openapi.json" => openapi,
         // No token: the module checks the provider's signature or secret.
         any "/v1/providers/{module}/callback" => callbacks::callback,
+        // No token: the link itself is the proof (sealed with the store's key).
+        get "/u/{token}" => unsubscribe::confirm,
+        post "/u/{token}" => unsubscribe::unsubscribe,
     }
     // The admin console's pages and its sign-in: each page checks the session itself
     // (the sign-in form needs none), and every answer gets the console's headers.
@@ -95,6 +101,9 @@ routes! {
         get "/v1/admin/settings/history" => settings::history,
         post "/v1/admin/settings/rollback" => settings::rollback,
         post "/v1/admin/reload" => admin::reload,
+        get "/v1/admin/suppressions" => suppressions::list,
+        post "/v1/admin/suppressions" => suppressions::add,
+        delete "/v1/admin/suppressions/{address}" => suppressions::remove,
     }
 }
 

@@ -49,6 +49,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         }
         let (batch_live, leased) = match next.take() {
             Some(ready) => ready,
+            None if !quota_allows(&app, &live, &stop).await => continue,
             None => match lease_batch(&app, &live).await {
                 Ok(leased) if leased.is_empty() => {
                     tokio::select! {
@@ -85,6 +86,40 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         }
     }
     while batches.join_next().await.is_some() {}
+}
+
+/// Whether the sending quota lets an e-mail go now; if not, waits until it may (or a
+/// stop; at most 5 s, so a reload that changes the quota is seen), showing the time in
+/// `/metrics`, and answers false.
+async fn quota_allows(app: &App, live: &Live, stop: &CancellationToken) -> bool {
+    let windows = &live.settings.email.quota;
+    let gauge = &app.metrics.email_quota_next_send;
+    if windows.is_empty() {
+        gauge.set(0.0);
+        return true;
+    }
+    let wait = match app.store.next_send(windows).await {
+        Ok(None) => {
+            gauge.set(0.0);
+            return true;
+        }
+        Ok(Some(at)) => {
+            let unix = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            gauge.set(unix.as_secs_f64());
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the sending quota; retrying in 1 s");
+            Duration::from_secs(1)
+        }
+    };
+    tracing::debug!(?wait, "the sending quota holds the queue");
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(wait.min(Duration::from_secs(5))) => {}
+    }
+    false
 }
 
 /// How long one connection's batch is leased: long enough that every command of it

@@ -5,7 +5,8 @@
 //! - 250: the e-mail is `sent`, with the server's reply as its provider id;
 //! - 5xx for the e-mail (MAIL, RCPT or DATA): that e-mail fails for good with the
 //!   server's reply; the transaction is reset and the batch goes on, on a new
-//!   connection if the server closed this one;
+//!   connection if the server closed this one. A 5xx at RCPT for an e-mail of one
+//!   recipient also puts that address on the suppression list;
 //! - 4xx (421, 452, 454 …) or a dropped or silent connection: this e-mail and the rest
 //!   of the batch go back to the queue, due after a backoff, and the batch ends. The
 //!   e-mails never attempted get their attempt back.
@@ -19,13 +20,15 @@ use lettre::address::Envelope;
 use super::connection_slot::ConnectionSlot;
 use crate::email::{
     error::{reply_text, Severity, SmtpError, Stage},
-    message::{build, EmailPayload, MailingRecipient, MailingShared},
+    message::{build, delivery_key, MailingRecipient, MailingShared, UnsubscribeLinks},
     session::Session,
 };
 use crate::{
     app::{App, Live},
     metrics::Metrics,
-    store::{settle_and_log, Channel, LeaseToken, Leased, Outcome, Settlement},
+    store::{
+        settle_and_log, Channel, LeaseToken, Leased, NewSuppression, Outcome, Settlement, SuppressionReason,
+    },
 };
 
 /// An open connection, counted in the metrics while it is open.
@@ -131,6 +134,23 @@ impl Outcomes {
             .spawn(async move { settle_and_log(app.store.as_ref(), vec![settlement]).await });
     }
 
+    /// Starts adding an address refused for good to the suppression list, then writing
+    /// `email`'s outcome: once the e-mail shows as failed, its address is listed.
+    fn record_bounce(&mut self, email: &Ready, entry: NewSuppression, outcome: Outcome) {
+        let app = self.app.clone();
+        let settlement = Settlement {
+            id: email.id.clone(),
+            token: email.token.clone(),
+            outcome,
+        };
+        self.writes.spawn(async move {
+            if let Err(error) = app.store.suppress(vec![entry]).await {
+                tracing::error!(%error, "a refused address could not be added to the suppression list");
+            }
+            settle_and_log(app.store.as_ref(), vec![settlement]).await;
+        });
+    }
+
     /// Waits until every outcome recorded is written.
     async fn written(mut self) {
         while self.writes.join_next().await.is_some() {}
@@ -139,8 +159,32 @@ impl Outcomes {
 
 async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcomes: &mut Outcomes) {
     let mut pending: VecDeque<Ready> = VecDeque::new();
+    // Mailing e-mails carry an unsubscribe link when the gateway has a public URL.
+    let key = match &live.settings.email.public_url {
+        Some(_) if batch.iter().any(|l| l.mailing_id.is_some()) => match app.unsubscribe_key().await {
+            Ok(key) => Some(key),
+            Err(error) => {
+                // Never a mailing e-mail without its link: the batch waits for the store.
+                tracing::error!(%error, "cannot read the unsubscribe key; the batch goes back to the queue");
+                let due_at = SystemTime::now() + live.settings.email.retry.backoff(1);
+                for leased in batch {
+                    outcomes.write(leased.settle(Outcome::GiveBack { due_at }));
+                }
+                return;
+            }
+        },
+        _ => None,
+    };
+    let base = live.settings.email.public_url.as_deref().unwrap_or_default();
     for leased in batch {
-        match prepare(&leased) {
+        let links = key
+            .zip(leased.mailing_id.as_deref())
+            .map(|(key, mailing_id)| UnsubscribeLinks {
+                base,
+                key,
+                mailing_id,
+            });
+        match prepare(app, &leased, links.as_ref()) {
             Ok(ready) => pending.push_back(ready),
             Err(reason) => {
                 tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
@@ -155,7 +199,32 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
     // Whether the server may have closed the connection after refusing an e-mail: then
     // a dropped connection at the next MAIL FROM is met by reconnecting, once.
     let mut reconnect_allowed = false;
+    let quota = &live.settings.email.quota;
     while let Some(email) = pending.pop_front() {
+        // Each e-mail takes its send from the quota just before it goes, so that the
+        // server never sees more than the quota allows within a window.
+        match app.store.take_send(quota).await {
+            Ok(None) => {}
+            Ok(Some(at)) => {
+                let unix = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                metrics.email_quota_next_send.set(unix.as_secs_f64());
+                tracing::debug!(message_id = %email.id, "the sending quota is used up; the rest waits in the queue");
+                pending.push_front(email);
+                for email in pending {
+                    outcomes.record(&email, Outcome::GiveBack { due_at: at });
+                }
+                break;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot take a send from the quota; the rest goes back to the queue");
+                let due_at = SystemTime::now() + live.settings.email.retry.backoff(1);
+                pending.push_front(email);
+                for email in pending {
+                    outcomes.record(&email, Outcome::GiveBack { due_at });
+                }
+                break;
+            }
+        }
         let mut current = match session.take() {
             Some(session) => session,
             None => match target.open(|_, _| {}).await {
@@ -185,7 +254,20 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
                 let reason = error.to_string();
                 metrics.failed.get_or_create(&labels).inc();
                 tracing::warn!(message_id = %email.id, %reason, "e-mail refused for good");
-                outcomes.record(&email, Outcome::Failed { error: reason });
+                match (email.envelope.to(), error.stage) {
+                    // The mailbox does not exist (or will never take mail from us): no
+                    // mailing sends to it again.
+                    ([address], Stage::RcptTo) => outcomes.record_bounce(
+                        &email,
+                        NewSuppression {
+                            address: delivery_key(address),
+                            reason: SuppressionReason::Bounce,
+                            detail: Some(reason.clone()),
+                        },
+                        Outcome::Failed { error: reason },
+                    ),
+                    _ => outcomes.record(&email, Outcome::Failed { error: reason }),
+                }
                 reconnect_allowed = true;
                 if current.session().is_usable() {
                     session = Some(current);
@@ -215,15 +297,23 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
     }
 }
 
-/// Parses a leased payload (a single e-mail, or one recipient of a mailing) and builds it.
-fn prepare(leased: &Leased) -> Result<Ready, String> {
+/// Parses a leased payload (a single e-mail, or one recipient of a mailing, rendered
+/// from the mailing's templates, compiled once per mailing) and builds it. A recipient
+/// whose render fails (a missing field with `on_missing: fail`) fails for good.
+fn prepare(app: &App, leased: &Leased, links: Option<&UnsubscribeLinks<'_>>) -> Result<Ready, String> {
     let payload = match &leased.mailing_payload {
         Some(shared) => {
             let shared: MailingShared = serde_json::from_str(shared)
                 .map_err(|e| format!("the stored mailing cannot be read: {e}"))?;
             let recipient: MailingRecipient = serde_json::from_str(&leased.payload)
                 .map_err(|e| format!("the stored recipient cannot be read: {e}"))?;
-            EmailPayload::for_recipient(shared, recipient)
+            let mailing_id = leased.mailing_id.as_deref().unwrap_or(&leased.id);
+            let templates = app.templates.get_or_compile(mailing_id, || shared.compile());
+            let templates = templates
+                .as_ref()
+                .as_ref()
+                .map_err(|e| format!("the mailing's template does not compile: {e}"))?;
+            recipient.render(&shared, templates, links)?
         }
         None => serde_json::from_str(&leased.payload)
             .map_err(|e| format!("the stored e-mail cannot be read: {e}"))?,

@@ -8,6 +8,8 @@ use lettre::{
 use serde::{Deserialize, Serialize};
 
 use super::header::{self, check_mailbox_fits};
+use super::template::{Merge, OnMissing, Part, Rendered, TemplateError, Templates};
+use super::unsubscribe::{UnsubscribeKey, Unsubscriber};
 
 /// An e-mail as stored (the payload of an `email` message, or a mailing's shared part
 /// merged with one recipient). Every address has been parsed at the API.
@@ -25,9 +27,14 @@ pub struct EmailPayload {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// The unsubscribe link of a mailing's e-mail, sent as `List-Unsubscribe` with
+    /// one-click `List-Unsubscribe-Post` (RFC 8058). Never on a single e-mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_unsubscribe: Option<String>,
 }
 
-/// The shared part of a mailing: everything but the recipient.
+/// The shared part of a mailing: everything but the recipient. Subject, text and HTML
+/// are templates ([`template`](super::template)), rendered per recipient at send time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailingShared {
     pub from: String,
@@ -36,27 +43,117 @@ pub struct MailingShared {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// What a merge field the recipient lacks renders as. Mailings stored before merge
+    /// fields have none, and render empty.
+    #[serde(default, skip_serializing_if = "OnMissing::is_empty")]
+    pub on_missing: OnMissing,
+}
+
+impl MailingShared {
+    /// Compiles the mailing's templates.
+    pub fn compile(&self) -> Result<Templates, TemplateError> {
+        Templates::compile(
+            &self.subject,
+            self.text.as_deref(),
+            self.html.as_deref(),
+            self.on_missing,
+        )
+    }
 }
 
 /// One mailing recipient's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailingRecipient {
+    /// The mailbox of the To header: `Name <addr>` or `addr`.
     pub to: String,
+    /// `{{ name }}` in the templates, when the recipient was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `{{ fields.KEY }}` in the templates.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-impl EmailPayload {
-    /// The e-mail of one mailing recipient.
-    pub fn for_recipient(shared: MailingShared, recipient: MailingRecipient) -> EmailPayload {
-        EmailPayload {
-            from: shared.from,
-            to: vec![recipient.to],
+impl MailingRecipient {
+    /// The subject and bodies of `templates` rendered for this recipient: `{{ email }}`
+    /// is the bare address, `{{ name }}` the name given, else the mailbox's display name.
+    pub fn render_with(
+        &self,
+        templates: &Templates,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<Rendered, TemplateError> {
+        let mailbox = self.mailbox().map_err(|reason| TemplateError {
+            part: Part::Subject,
+            line: None,
+            reason,
+        })?;
+        let email = mailbox.email.to_string();
+        templates.render(&Merge {
+            email: &email,
+            name: self.name.as_deref().or(mailbox.name.as_deref()),
+            fields: &self.fields,
+            unsubscribe_url,
+        })
+    }
+
+    fn mailbox(&self) -> Result<Mailbox, String> {
+        parse_mailbox(&self.to).map_err(|reason| format!("the recipient's address is unreadable: {reason}"))
+    }
+
+    /// The recipient's e-mail rendered from the mailing's `templates`, with its own
+    /// unsubscribe link (`{{ unsubscribe_url }}` and `List-Unsubscribe`) when the
+    /// gateway has a public URL.
+    pub fn render(
+        &self,
+        shared: &MailingShared,
+        templates: &Templates,
+        links: Option<&UnsubscribeLinks<'_>>,
+    ) -> Result<EmailPayload, String> {
+        let link = match links {
+            Some(links) => Some(links.link(&delivery_key(&self.mailbox()?.email))),
+            None => None,
+        };
+        let rendered = self
+            .render_with(templates, link.as_deref())
+            .map_err(|e| format!("the template did not render for this recipient: {e}"))?;
+        Ok(EmailPayload {
+            from: shared.from.clone(),
+            to: vec![self.to.clone()],
             cc: Vec::new(),
             bcc: Vec::new(),
-            subject: shared.subject,
-            text: shared.text,
-            html: shared.html,
-        }
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            list_unsubscribe: link,
+        })
     }
+}
+
+/// What a mailing's unsubscribe links are made of.
+#[derive(Debug)]
+pub struct UnsubscribeLinks<'a> {
+    /// `email.public_url`.
+    pub base: &'a str,
+    pub key: &'a UnsubscribeKey,
+    pub mailing_id: &'a str,
+}
+
+impl UnsubscribeLinks<'_> {
+    /// The link for `address` (as the suppression list keeps it).
+    pub fn link(&self, address: &str) -> String {
+        let token = self.key.seal(&Unsubscriber {
+            address: address.to_string(),
+            mailing_id: self.mailing_id.to_string(),
+        });
+        format!("{}/u/{token}", self.base)
+    }
+}
+
+/// The address mail servers would deliver to, for finding duplicates: the local part
+/// as it is (servers may tell its case apart), the domain in lower case.
+/// The suppression list keeps addresses in this form too.
+pub fn delivery_key(address: &Address) -> String {
+    format!("{}@{}", address.user(), address.domain().to_ascii_lowercase())
 }
 
 /// Parses a mailbox (`Name <addr>` or `addr`), refusing CR and LF anywhere (they would
@@ -123,6 +220,12 @@ pub fn build(payload: &EmailPayload, id: &str) -> Result<(Envelope, Vec<u8>), Bu
         builder = builder.bcc(bcc);
     }
     builder = builder.header(GatewayId(id.to_string()));
+    if let Some(link) = &payload.list_unsubscribe {
+        check_header_text(link).map_err(bad)?;
+        builder = builder
+            .header(ListUnsubscribe(format!("<{link}>")))
+            .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
+    }
     let mut message = match (&payload.text, &payload.html) {
         (Some(text), Some(html)) => {
             builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
@@ -148,21 +251,42 @@ pub fn build(payload: &EmailPayload, id: &str) -> Result<(Envelope, Vec<u8>), Bu
     Ok((envelope, message.formatted()))
 }
 
-/// `X-Gateway-Id`: the gateway's message id, on every e-mail it sends.
-#[derive(Debug, Clone)]
-struct GatewayId(String);
+/// A header of ASCII text that lettre has no type for.
+macro_rules! text_header {
+    ($(#[$doc:meta])* $type:ident, $name:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        struct $type(String);
 
-impl lettre::message::header::Header for GatewayId {
-    fn name() -> lettre::message::header::HeaderName {
-        lettre::message::header::HeaderName::new_from_ascii_str("X-Gateway-Id")
-    }
-    fn parse(text: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(GatewayId(text.to_string()))
-    }
-    fn display(&self) -> lettre::message::header::HeaderValue {
-        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
-    }
+        impl lettre::message::header::Header for $type {
+            fn name() -> lettre::message::header::HeaderName {
+                lettre::message::header::HeaderName::new_from_ascii_str($name)
+            }
+            fn parse(text: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok($type(text.to_string()))
+            }
+            fn display(&self) -> lettre::message::header::HeaderValue {
+                lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+            }
+        }
+    };
 }
+
+text_header!(
+    /// `X-Gateway-Id`: the gateway's message id, on every e-mail it sends.
+    GatewayId,
+    "X-Gateway-Id"
+);
+text_header!(
+    /// `List-Unsubscribe: <URL>` (RFC 2369).
+    ListUnsubscribe,
+    "List-Unsubscribe"
+);
+text_header!(
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+    ListUnsubscribePost,
+    "List-Unsubscribe-Post"
+);
 
 #[cfg(test)]
 mod tests {
@@ -177,6 +301,7 @@ mod tests {
             subject: "Your order".into(),
             text: Some("Thanks!".into()),
             html: Some("<p>Thanks!</p>".into()),
+            list_unsubscribe: None,
         }
     }
 

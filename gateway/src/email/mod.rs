@@ -1,7 +1,8 @@
 //! E-mail: what is queued ([`message`]) with headers that always fit on a line
 //! ([`header`]), how a connection is secured ([`tls`]) and
 //! opened ([`connect`]), what is said on it ([`session`]) and how its failures are
-//! told apart ([`error`]), and the admin's connection check ([`check`]). The engine
+//! told apart ([`error`]), the admin's connection check ([`check`]), and merge fields
+//! ([`template`]). The engine
 //! that delivers the queue within the two limits is in `crate::delivery::email`.
 //!
 //! The engine uses lettre's async SMTP connection directly, not its pool: lettre's
@@ -16,7 +17,9 @@ pub mod header;
 pub mod limits;
 pub mod message;
 pub mod session;
+pub mod template;
 pub mod tls;
+pub mod unsubscribe;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -39,4 +42,9 @@ pub struct EmailSettings {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub retry: RetryPolicy,
+    /// `email.public_url`: the gateway as recipients reach it, without a trailing `/`.
+    /// Mailing e-mails carry a `List-Unsubscribe` link under it; without it, none.
+    pub public_url: Option<String>,
+    /// `email.max_per_minute|hour|day`: the sending quota's windows; empty for none.
+    pub quota: Vec<crate::store::QuotaWindow>,
 }

@@ -22,6 +22,7 @@ use crate::{
     retry::{RetryPolicy, RetryPolicyError},
     secret::Secret,
     sms::{country::CountryCode, sender::SenderId},
+    store::QuotaWindow,
     token::ApiToken,
 };
 
@@ -236,7 +237,11 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
             "is set but email.username is not: AUTH needs both",
         ));
     }
+    let public_url = raw.public_url.as_deref().map(public_url).transpose()?;
+    let quota = quota(&raw)?;
     Ok(EmailSettings {
+        public_url,
+        quota,
         limits,
         default_from: raw.default_from,
         host: raw.host,
@@ -250,6 +255,59 @@ fn check_email(raw: RawEmail) -> Result<EmailSettings, SettingsError> {
         command_timeout: Duration::from_millis(raw.command_timeout_ms.max(1)),
         retry,
     })
+}
+
+/// `email.max_per_minute|hour|day` as the store's windows. Each window is a little
+/// longer than its name (a 60th, at most a second): an e-mail is counted when it is
+/// handed over, and reaches the server a moment later, so the server never sees more
+/// than the maximum within the window either.
+fn quota(raw: &RawEmail) -> Result<Vec<QuotaWindow>, SettingsError> {
+    let minute = positive_ms("email.quota_minute_ms", raw.quota_minute_ms)?;
+    let mut windows = Vec::new();
+    for (key, value, minutes) in [
+        ("email.max_per_minute", raw.max_per_minute, 1),
+        ("email.max_per_hour", raw.max_per_hour, 60),
+        ("email.max_per_day", raw.max_per_day, 1440),
+    ] {
+        let Some(value) = value else { continue };
+        let max = u32::try_from(value).ok().filter(|m| *m >= 1).ok_or_else(|| {
+            invalid(
+                key,
+                format!("{value} makes no sense: it must be a whole number of at least 1 (or unset)"),
+            )
+        })?;
+        let length = minute * minutes;
+        let margin = (length / 60).min(Duration::from_secs(1));
+        windows.push(QuotaWindow {
+            length: length + margin,
+            max,
+        });
+    }
+    Ok(windows)
+}
+
+/// `email.public_url`: where recipients reach this gateway's `/u/…` unsubscribe pages;
+/// an http(s) URL with no query or fragment, kept without a trailing `/`.
+fn public_url(text: &str) -> Result<String, SettingsError> {
+    let key = "email.public_url";
+    let url = reqwest::Url::parse(text).map_err(|e| invalid(key, format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            key,
+            format!("`{text}` must be an http:// or https:// URL with a host"),
+        ));
+    }
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(invalid(
+            key,
+            format!("`{text}` must have no query, fragment or user: links are made by adding /u/TOKEN"),
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 fn check_sms(raw: RawSms) -> Result<SmsSettings, SettingsError> {

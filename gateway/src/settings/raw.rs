@@ -90,6 +90,13 @@ pub(super) struct RawEmail {
     pub(super) max_attempts: u32,
     pub(super) retry_base_ms: u64,
     pub(super) retry_max_ms: u64,
+    pub(super) public_url: Option<String>,
+    pub(super) max_per_minute: Option<i64>,
+    pub(super) max_per_hour: Option<i64>,
+    pub(super) max_per_day: Option<i64>,
+    /// For tests only: how long the quota's "minute" is (an hour is 60 of them, a day
+    /// 1440), so a test sees windows pass without waiting real minutes.
+    pub(super) quota_minute_ms: u64,
 }
 
 impl Default for RawEmail {
@@ -110,6 +117,11 @@ impl Default for RawEmail {
             max_attempts: 10,
             retry_base_ms: 5_000,
             retry_max_ms: 3_600_000,
+            public_url: None,
+            max_per_minute: None,
+            max_per_hour: None,
+            max_per_day: None,
+            quota_minute_ms: 60_000,
         }
     }
 }

@@ -83,6 +83,16 @@ impl Loaded {
             modules_dir.value = self.settings.sms.modules_dir.display().to_string().into();
             modules_dir.source = "default (the gateway's own directory)".into();
         }
+        // Unset, it changes what mailings carry: say so where an admin looks.
+        let public_url = out
+            .entry("email.public_url".to_string())
+            .or_insert_with(|| Shown {
+                value: serde_json::Value::Null,
+                source: "default".into(),
+            });
+        if public_url.value.is_null() {
+            public_url.source = "not set: mailing e-mails go out without a List-Unsubscribe link".into();
+        }
         out
     }
 

@@ -1,7 +1,8 @@
 //! `gateway store migrate --to postgres://…`: moves a stopped gateway's SQLite queue
 //! into an empty PostgreSQL database, so an operator who outgrows one machine keeps
-//! every queued message, mailing, inbound SMS, held delivery report and idempotency
-//! key (and the history of finished messages, which the status API still answers for).
+//! every queued message, mailing, inbound SMS, held delivery report, idempotency key
+//! and suppressed address (and the history of finished messages, which the status API
+//! still answers for).
 //!
 //! The copy is one PostgreSQL transaction: it lands whole or not at all, and a database
 //! that already holds a queue is refused, so nothing is ever mixed or copied twice.
@@ -25,6 +26,7 @@ pub struct Copied {
     pub inbound: u64,
     pub held_reports: u64,
     pub idempotency_keys: u64,
+    pub suppressions: u64,
 }
 
 /// A column's type, the same in both databases.
@@ -42,7 +44,7 @@ struct Table {
     columns: &'static [(&'static str, &'static str, Kind)],
 }
 
-const TABLES: [Table; 5] = [
+const TABLES: [Table; 6] = [
     Table {
         name: "mailings",
         columns: &[
@@ -50,6 +52,7 @@ const TABLES: [Table; 5] = [
             ("payload", "payload", Kind::Text),
             ("total", "total", Kind::Integer),
             ("created_at", "created_at", Kind::Integer),
+            ("suppressed", "suppressed", Kind::Integer),
         ],
     },
     Table {
@@ -112,6 +115,15 @@ const TABLES: [Table; 5] = [
             ("created_at", "created_at", Kind::Integer),
         ],
     },
+    Table {
+        name: "suppressions",
+        columns: &[
+            ("address", "address", Kind::Text),
+            ("reason", "reason", Kind::Text),
+            ("detail", "detail", Kind::Text),
+            ("created_at", "created_at", Kind::Integer),
+        ],
+    },
 ];
 
 /// One chunk of a table: a column of values per column, as PostgreSQL arrays take them.
@@ -142,7 +154,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &str) -> Result<Copied, StoreEr
         .query_one(
             "SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM mailings)
                   + (SELECT count(*) FROM inbound) + (SELECT count(*) FROM idempotency_keys)
-                  + (SELECT count(*) FROM held_reports)",
+                  + (SELECT count(*) FROM held_reports) + (SELECT count(*) FROM suppressions)",
             &[],
         )
         .await
@@ -170,6 +182,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &str) -> Result<Copied, StoreEr
                 "messages" => &mut copied.messages,
                 "inbound" => &mut copied.inbound,
                 "held_reports" => &mut copied.held_reports,
+                "suppressions" => &mut copied.suppressions,
                 _ => &mut copied.idempotency_keys,
             } += rows;
         }

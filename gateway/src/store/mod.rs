@@ -37,10 +37,12 @@ pub mod lease;
 pub mod migrate;
 mod postgres;
 pub mod purge;
+pub mod quota;
 pub mod report;
 pub mod settings_versions;
 mod sqlite;
 mod stored;
+pub mod suppression;
 
 use std::fmt;
 use std::str::FromStr;
@@ -52,17 +54,22 @@ pub use idempotency::Idempotency;
 pub use lease::{settle_and_log, LeaseToken, Leased, Outcome, Settlement};
 pub use postgres::PostgresStore;
 pub use purge::{PurgeKind, Purged};
+pub use quota::{QuotaWindow, SendQuota};
 pub use report::{DeliveryReport, ReportOutcome};
 pub use settings_versions::{NewSettingsVersion, SettingsVersion, SettingsVersions};
 pub use sqlite::SqliteStore;
+pub use suppression::{NewSuppression, Suppression, SuppressionReason, Suppressions};
 
 /// The queue as the API and the delivery workers see it.
 ///
 /// Every method that changes state returns only after the change is durable. The
 /// console's saved settings and its sessions are sides of their own
-/// ([`SettingsVersions`], [`ConsoleSessions`]).
+/// ([`SettingsVersions`], [`ConsoleSessions`]), and so are the suppression list
+/// ([`Suppressions`]) and the sending quota ([`SendQuota`]).
 #[async_trait::async_trait]
-pub trait Store: SettingsVersions + ConsoleSessions + Send + Sync + 'static {
+pub trait Store:
+    SettingsVersions + ConsoleSessions + Suppressions + SendQuota + Send + Sync + 'static
+{
     /// Stores one message, `queued` and due now.
     ///
     /// With an idempotency key already used for the same request, returns the id that
@@ -77,6 +84,9 @@ pub trait Store: SettingsVersions + ConsoleSessions + Send + Sync + 'static {
     /// Stores a mailing and one `email` message per recipient, all in one transaction: either
     /// the whole mailing is queued or none of it. The returned id is the mailing's. An
     /// idempotency key is treated as in [`Store::enqueue`].
+    ///
+    /// A recipient whose address (in [`NewMailing::addresses`]) is on the suppression
+    /// list when the mailing is stored gets no message; it is counted as `suppressed`.
     async fn create_mailing(
         &self,
         mailing: NewMailing,
@@ -346,6 +356,9 @@ pub struct NewMailing {
     pub shared: serde_json::Value,
     /// One payload per recipient, each becoming the payload of one `email` message.
     pub recipients: Vec<serde_json::Value>,
+    /// Each recipient's address as the suppression list keeps it, in the same order; a
+    /// recipient listed there is skipped. Empty: no recipient is checked.
+    pub addresses: Vec<String>,
 }
 
 /// The answer to a request that creates something.
@@ -395,7 +408,8 @@ pub struct QueueDepth {
 /// How the messages of a mailing stand.
 ///
 /// E-mail has no delivery reports, but should one ever mark a mailing's message delivered it
-/// counts as `sent`, and undelivered as `failed`, so the counts always add up to `total`.
+/// counts as `sent`, and undelivered as `failed`, so the counts always add up to `total`
+/// (suppressed recipients included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MailingCounts {
     pub total: u64,
@@ -403,17 +417,20 @@ pub struct MailingCounts {
     pub sending: u64,
     pub sent: u64,
     pub failed: u64,
+    /// Recipients on the suppression list when the mailing was stored: never sent.
+    pub suppressed: u64,
 }
 
 impl MailingCounts {
-    /// A mailing of `total` messages, none counted yet.
-    pub fn new(total: u64) -> MailingCounts {
+    /// A mailing of `total` recipients, `suppressed` of them skipped, none counted yet.
+    pub fn new(total: u64, suppressed: u64) -> MailingCounts {
         MailingCounts {
             total,
             queued: 0,
             sending: 0,
             sent: 0,
             failed: 0,
+            suppressed,
         }
     }
 

@@ -16,6 +16,7 @@ pub async fn mailing_of_100k_recipients_in_one_call(store: Arc<dyn Store>) {
     let mailing = NewMailing {
         shared: shared.clone(),
         recipients,
+        addresses: Vec::new(),
     };
 
     let started = Instant::now();
@@ -39,7 +40,8 @@ pub async fn mailing_of_100k_recipients_in_one_call(store: Arc<dyn Store>) {
             queued: 100_000,
             sending: 0,
             sent: 0,
-            failed: 0
+            failed: 0,
+            suppressed: 0,
         }
     );
 
@@ -87,7 +89,8 @@ pub async fn mailing_of_100k_recipients_in_one_call(store: Arc<dyn Store>) {
             queued: 99_990,
             sending: 8,
             sent: 1,
-            failed: 1
+            failed: 1,
+            suppressed: 0,
         }
     );
     assert_eq!(store.mailing_counts("no-such-mailing").await.unwrap(), None);
@@ -97,6 +100,7 @@ pub async fn a_mailing_without_recipients_is_refused(store: Arc<dyn Store>) {
     let empty = NewMailing {
         shared: json!({}),
         recipients: Vec::new(),
+        addresses: Vec::new(),
     };
     assert!(matches!(
         store.create_mailing(empty, None).await,
@@ -129,6 +133,7 @@ pub async fn recent_mailings_are_listed_newest_first_with_their_counts(store: Ar
             recipients: (0..n)
                 .map(|i| json!({ "to": format!("r{i}@example.com") }))
                 .collect(),
+            addresses: Vec::new(),
         };
         ids.push(store.create_mailing(mailing, None).await.unwrap().id);
     }
@@ -143,7 +148,8 @@ pub async fn recent_mailings_are_listed_newest_first_with_their_counts(store: Ar
             queued: 1,
             sending: 0,
             sent: 0,
-            failed: 0
+            failed: 0,
+            suppressed: 0
         }
     );
     assert_eq!(listed[1].subject.as_deref(), Some("Second"));

@@ -34,10 +34,12 @@ mod messages;
 mod outcomes;
 mod postgres_events;
 mod postgres_schema;
+mod quota;
 mod reports;
 mod restart;
 mod retention;
 mod settings_versions;
+mod suppressions;
 
 /// For each listed test, generates `sqlite::NAME` and `postgres::NAME`, each on a store
 /// of its own. `store module::NAME` is called with the opened store; `backend
@@ -112,4 +114,10 @@ on_both_backends! {
 
     store console_sessions::a_console_session_is_kept_touched_and_ended,
     store console_sessions::keeping_a_session_sweeps_those_that_ended,
+    store suppressions::an_address_is_listed_once_with_its_first_reason_and_removed,
+    store suppressions::the_list_pages_in_address_order,
+    store suppressions::a_mailing_skips_suppressed_recipients_and_counts_them,
+    backend suppressions::the_unsubscribe_secret_is_made_once_and_read_alike_after_a_restart,
+
+    backend quota::a_full_window_refuses_until_its_oldest_send_ages_out_across_a_restart,
 }

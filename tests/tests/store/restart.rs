@@ -74,6 +74,7 @@ pub async fn everything_survives_a_restart(backend: &Backend) {
                 NewMailing {
                     shared: json!({}),
                     recipients,
+                    addresses: Vec::new(),
                 },
                 None,
             )

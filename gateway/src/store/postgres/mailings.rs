@@ -1,5 +1,5 @@
-//! Mailings: one transaction stores the mailing and a message per recipient, the
-//! messages in one statement per thousand recipients.
+//! Mailings: one transaction stores the mailing and a message per recipient not on the
+//! suppression list, the messages in one statement per thousand recipients.
 
 use deadpool_postgres::GenericClient;
 
@@ -34,18 +34,35 @@ pub(super) async fn insert(
         &[&id, &mailing.shared.to_string(), &total],
     )
     .await?;
-    for chunk in mailing.recipients.chunks(RECIPIENTS_PER_STATEMENT) {
+    let mut suppressed: i64 = 0;
+    for (index, chunk) in mailing.recipients.chunks(RECIPIENTS_PER_STATEMENT).enumerate() {
         let ids: Vec<String> = chunk.iter().map(|_| new_id()).collect();
         let payloads: Vec<String> = chunk.iter().map(|recipient| recipient.to_string()).collect();
-        execute(
+        // A NULL address (none given) is never on the list.
+        let start = index * RECIPIENTS_PER_STATEMENT;
+        let addresses: Vec<Option<&str>> = (start..start + chunk.len())
+            .map(|n| mailing.addresses.get(n).map(String::as_str))
+            .collect();
+        let inserted = execute(
             db,
             "INSERT INTO messages
                  (id, channel, status, payload, attempts, due_at, mailing_id, created_at, updated_at)
              SELECT recipient.id, 'email', 'queued', recipient.payload, 0, gateway_now(), $3,
                     gateway_now(), gateway_now()
-             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS recipient (id, payload, n)
+             FROM unnest($1::text[], $2::text[], $4::text[])
+                  WITH ORDINALITY AS recipient (id, payload, address, n)
+             WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.address = recipient.address)
              ORDER BY recipient.n",
-            &[&ids, &payloads, &id],
+            &[&ids, &payloads, &id, &addresses],
+        )
+        .await?;
+        suppressed += i64::try_from(chunk.len() as u64 - inserted).unwrap_or(0);
+    }
+    if suppressed > 0 {
+        execute(
+            db,
+            "UPDATE mailings SET suppressed = $2 WHERE id = $1",
+            &[&id, &suppressed],
         )
         .await?;
     }
@@ -54,10 +71,15 @@ pub(super) async fn insert(
 }
 
 pub(super) async fn counts(db: &impl GenericClient, id: &str) -> Attempt<Option<MailingCounts>> {
-    let Some(total) = optional_row(db, "SELECT total FROM mailings WHERE id = $1", &[&id]).await? else {
+    let Some(found) =
+        optional_row(db, "SELECT total, suppressed FROM mailings WHERE id = $1", &[&id]).await?
+    else {
         return Ok(None);
     };
-    let mut counts = MailingCounts::new(u64::try_from(total.get::<_, i64>(0)).unwrap_or(0));
+    let mut counts = MailingCounts::new(
+        u64::try_from(found.get::<_, i64>(0)).unwrap_or(0),
+        u64::try_from(found.get::<_, i64>(1)).unwrap_or(0),
+    );
     for row in rows(
         db,
         "SELECT status, count(*) FROM messages WHERE mailing_id = $1 GROUP BY status",

@@ -21,7 +21,8 @@
 //!   retried; an outcome (`settle`) is retried until it is written, as in SQLite.
 //!
 //! The SQL lives beside the concept it serves, as in the SQLite store: [`messages`],
-//! [`mailings`], [`reports`], [`idempotency`], [`inbound`], [`purge`], [`schema`].
+//! [`mailings`], [`reports`], [`idempotency`], [`inbound`], [`suppressions`], [`purge`],
+//! [`schema`].
 
 mod console_sessions;
 mod fleet;
@@ -31,9 +32,11 @@ mod listener;
 mod mailings;
 mod messages;
 mod purge;
+mod quota;
 mod reports;
 mod schema;
 mod settings_versions;
+mod suppressions;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_base.sql")),
     (2, include_str!("migrations/0002_settings_versions.sql")),
     (3, include_str!("migrations/0003_console_sessions.sql")),
+    (4, include_str!("migrations/0004_mail_features.sql")),
 ];
 
 /// The newest schema this gateway knows.

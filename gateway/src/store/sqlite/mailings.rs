@@ -1,5 +1,5 @@
-//! Mailings: one transaction stores the mailing and a message per recipient; counts
-//! are read from the index on (mailing, status).
+//! Mailings: one transaction stores the mailing and a message per recipient not on the
+//! suppression list; counts are read from the index on (mailing, status).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -29,10 +29,25 @@ pub(super) fn insert_mailing(
         .map_err(&failed)?;
 
     let mut insert = conn.prepare_cached(INSERT_MESSAGE).map_err(&failed)?;
-    for recipient in &mailing.recipients {
+    let mut listed = conn
+        .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1")
+        .map_err(&failed)?;
+    let mut suppressed: i64 = 0;
+    for (n, recipient) in mailing.recipients.iter().enumerate() {
+        if let Some(address) = mailing.addresses.get(n) {
+            if listed.exists([address]).map_err(&failed)? {
+                suppressed += 1;
+                continue;
+            }
+        }
         let payload = recipient.to_string();
         insert
             .execute(params![new_id(), Channel::Email.as_str(), payload, now, id])
+            .map_err(&failed)?;
+    }
+    if suppressed > 0 {
+        conn.prepare_cached("UPDATE mailings SET suppressed = ?2 WHERE id = ?1")
+            .and_then(|mut update| update.execute(params![id, suppressed]))
             .map_err(&failed)?;
     }
     if let Some(idempotency) = idempotency {
@@ -41,12 +56,17 @@ pub(super) fn insert_mailing(
     Ok(Enqueued { id, created: true })
 }
 pub(super) fn mailing_counts(conn: &Connection, id: &str) -> rusqlite::Result<Option<MailingCounts>> {
-    let total: Option<i64> = conn
-        .prepare_cached("SELECT total FROM mailings WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
+    let found: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT total, suppressed FROM mailings WHERE id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    let Some(total) = total else { return Ok(None) };
-    let mut counts = MailingCounts::new(u64::try_from(total).unwrap_or(0));
+    let Some((total, suppressed)) = found else {
+        return Ok(None);
+    };
+    let mut counts = MailingCounts::new(
+        u64::try_from(total).unwrap_or(0),
+        u64::try_from(suppressed).unwrap_or(0),
+    );
     let mut select =
         conn.prepare_cached("SELECT status, count(*) FROM messages WHERE mailing_id = ?1 GROUP BY status")?;
     let mut rows = select.query([id])?;

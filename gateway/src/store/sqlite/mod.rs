@@ -12,7 +12,8 @@
 //!
 //! The SQL lives beside the concept it serves: [`messages`] (enqueue, lease, settle),
 //! [`reports`] (delivery reports and their hold), [`idempotency`], [`mailings`],
-//! [`inbound`], [`purge`] (retention), and [`schema`] (set-up and migrations).
+//! [`inbound`], [`suppressions`], [`purge`] (retention), and [`schema`] (set-up and
+//! migrations).
 
 mod console_sessions;
 mod convert;
@@ -21,9 +22,11 @@ mod inbound;
 mod mailings;
 mod messages;
 mod purge;
+mod quota;
 mod reports;
 mod schema;
 mod settings_versions;
+mod suppressions;
 #[cfg(test)]
 mod tests;
 mod writer;

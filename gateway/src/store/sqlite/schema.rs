@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_reports_keys_retention.sql")),
     (5, include_str!("migrations/0005_settings_versions.sql")),
     (6, include_str!("migrations/0006_console_sessions.sql")),
+    (7, include_str!("migrations/0007_mail_features.sql")),
 ];
 
 /// The newest schema this gateway knows.
