@@ -415,6 +415,24 @@ impl Api {
         }
         panic!("message {id} never reached {wanted:?}; last seen {last}");
     }
+
+    /// Polls a mailing until nothing of it is queued or sending, for at most `within`;
+    /// returns its counts.
+    pub async fn wait_mailing(&self, id: &str, within: std::time::Duration) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let (status, counts) = self.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
+            assert_eq!(status, 200, "{counts}");
+            if counts["queued"] == 0 && counts["sending"] == 0 {
+                return counts;
+            }
+            assert!(
+                started.elapsed() < within,
+                "the mailing {id} was not done within {within:?}: {counts}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The JSON body of a response, or `Null` when it has none.

@@ -18,18 +18,6 @@ async fn gateway(server: &SmtpServer) -> (InProcess, Api) {
     (gateway, api)
 }
 
-/// Waits until nothing of mailing `id` is queued or sending, and returns its counts.
-async fn finished(api: &Api, id: &str) -> Value {
-    for _ in 0..400 {
-        let (_, counts) = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
-        if counts["queued"] == 0 && counts["sending"] == 0 {
-            return counts;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("mailing {id} never finished");
-}
-
 fn message_to<'a>(messages: &'a [Value], address: &str) -> &'a Value {
     messages
         .iter()
@@ -60,7 +48,9 @@ async fn each_recipient_gets_their_own_fields_escaped_in_html_and_duplicates_get
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    let counts = finished(&api, body["id"].as_str().unwrap()).await;
+    let counts = api
+        .wait_mailing(body["id"].as_str().unwrap(), Duration::from_secs(20))
+        .await;
     assert_eq!(
         counts["total"], 4,
         "ann twice is one e-mail; BOB@ is another mailbox: {counts}"
@@ -131,7 +121,7 @@ async fn with_on_missing_fail_only_the_recipient_without_the_field_fails() {
         .await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
-    let counts = finished(&api, &id).await;
+    let counts = api.wait_mailing(&id, Duration::from_secs(20)).await;
     assert_eq!(
         (counts["sent"].as_u64(), counts["failed"].as_u64()),
         (Some(1), Some(1)),

@@ -30,14 +30,7 @@ async fn mailing(api: &Api, recipients: &[&str]) -> Value {
         .await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap();
-    for _ in 0..400 {
-        let (_, counts) = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
-        if counts["queued"] == 0 && counts["sending"] == 0 {
-            return counts;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("mailing {id} never finished");
+    api.wait_mailing(id, Duration::from_secs(20)).await
 }
 
 /// Every RCPT address the server saw: accepted (in a message) or refused.

@@ -23,14 +23,7 @@ async fn mailing(api: &Api, body: Value) -> Value {
     let (status, answer) = api.post("/v1/mailings", SEND_TOKEN, &body).await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["id"].as_str().unwrap();
-    for _ in 0..400 {
-        let (_, counts) = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
-        if counts["queued"] == 0 && counts["sending"] == 0 {
-            return counts;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("mailing {id} never finished");
+    api.wait_mailing(id, Duration::from_secs(20)).await
 }
 
 /// The link of a `List-Unsubscribe: <URL>` header, as the gateway's own path (`/u/…`).

@@ -84,8 +84,8 @@ pub(super) async fn js() -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS).into_response()
 }
 
-/// Text made safe to put in HTML.
-fn escape(text: &str) -> String {
+/// Text made safe to put in HTML (the console's pages and the unsubscribe pages).
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

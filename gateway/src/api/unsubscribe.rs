@@ -15,6 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use super::console::escape;
 use crate::{
     app::App,
     email::unsubscribe::Unsubscriber,
@@ -43,14 +44,6 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         html,
     )
         .into_response()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// Who the token is for, or the answer to a token the gateway did not make (or that

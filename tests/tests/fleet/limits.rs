@@ -9,9 +9,7 @@ use e2e::{smtp::SmtpServer, ADMIN_TOKEN};
 use serde_json::json;
 
 use crate::record::{copies, most_open_between, now, opened_beyond, session_span, time};
-use crate::setup::{
-    email_section, one_at_a_time, post_mailing, recipients, rewrite, wait_mailing_done, Fleet,
-};
+use crate::setup::{email_section, one_at_a_time, post_mailing, recipients, rewrite, Fleet};
 
 const RECIPIENTS: usize = 2000;
 
@@ -58,7 +56,7 @@ async fn lowering_smtp_threads_gateway_by_gateway_never_exceeds_the_old_or_the_n
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (first_reload, lowered_at) = lowered_at.expect("a gateway reloaded");
-    let counts = wait_mailing_done(fleet.api(), &id, Duration::from_secs(120)).await;
+    let counts = fleet.api().wait_mailing(&id, Duration::from_secs(120)).await;
     assert_eq!(counts["sent"], RECIPIENTS, "{counts}");
     let events = server.wait_sessions_closed(1);
     let copies = copies(&events);

@@ -7,8 +7,7 @@ use e2e::smtp::SmtpServer;
 
 use crate::record::{copies, cut_sessions, most_open_between, now, open_sessions, time};
 use crate::setup::{
-    email_section, metric, one_at_a_time, post_mailing, recipients, wait_mailing_done, Fleet, BATCH,
-    DEAD_AFTER, HEARTBEAT,
+    email_section, metric, one_at_a_time, post_mailing, recipients, Fleet, BATCH, DEAD_AFTER, HEARTBEAT,
 };
 
 /// The mailing the issue asks for.
@@ -48,7 +47,7 @@ async fn three_gateways_send_a_mailing_within_the_fleets_limits_each_recipient_o
 
     let started = Instant::now();
     let id = post_mailing(fleet.api(), &recipients(RECIPIENTS)).await;
-    let counts = wait_mailing_done(fleet.api(), &id, MAILING_WITHIN).await;
+    let counts = fleet.api().wait_mailing(&id, MAILING_WITHIN).await;
     let took = started.elapsed();
     assert_eq!(counts["sent"], RECIPIENTS, "{counts}");
 
@@ -128,7 +127,7 @@ async fn a_gateway_killed_mid_mailing_loses_nothing_and_its_slots_come_back() {
     };
 
     // The other two finish the mailing.
-    let counts = wait_mailing_done(fleet.api(), &id, MAILING_WITHIN).await;
+    let counts = fleet.api().wait_mailing(&id, MAILING_WITHIN).await;
     assert_eq!(counts["sent"], RECIPIENTS, "{counts}");
     let events = server.wait_sessions_closed(1);
 

@@ -8,7 +8,7 @@ use e2e::{gateway_bin, smtp::SmtpServer, Api, GatewayProcess, TestConfig, SEND_T
 use serde_json::{json, Value};
 
 use crate::record::copies;
-use crate::setup::{one_at_a_time, post_mailing, recipients, wait_mailing_done};
+use crate::setup::{one_at_a_time, post_mailing, recipients};
 
 /// The password in the database URL given to `migrate`, which no output may show.
 /// (The test server trusts loopback connections, so it accepts any password.)
@@ -135,7 +135,7 @@ async fn a_sqlite_queue_moved_to_postgres_is_delivered_by_a_gateway_there() {
     let after = TestConfig::new("file", None, "", &email).with_storage_url(&to);
     let gateway = GatewayProcess::start(&after).await;
     let api = Api::new(&gateway.url);
-    let counts = wait_mailing_done(&api, &mailing, Duration::from_secs(30)).await;
+    let counts = api.wait_mailing(&mailing, Duration::from_secs(30)).await;
     assert_eq!(counts["sent"], MAILING, "{counts}");
     api.wait_status(&single, &["sent"]).await;
     let events = server.wait_sessions_closed(1);

@@ -200,24 +200,6 @@ pub fn recipients(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user{i}@example.org")).collect()
 }
 
-/// Polls the mailing's counts on `api` until nothing of it is queued or sending, for
-/// at most `within`; returns the counts.
-pub async fn wait_mailing_done(api: &Api, id: &str, within: Duration) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, counts) = api.get(&format!("/v1/mailings/{id}"), SEND_TOKEN).await;
-        assert_eq!(status, 200, "{counts}");
-        if counts["queued"] == 0 && counts["sending"] == 0 {
-            return counts;
-        }
-        assert!(
-            started.elapsed() < within,
-            "the mailing {id} was not done within {within:?}: {counts}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Rewrites `path` with `from` replaced by `to` (once; it must be there).
 pub fn rewrite(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
