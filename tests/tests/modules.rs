@@ -239,6 +239,62 @@ async fn a_module_that_hangs_is_cut_off_at_the_time_limit() {
     assert!(quick.send(sms("quick", "hi")).await.is_ok());
 }
 
+#[tokio::test]
+async fn one_stuck_call_does_not_hold_back_the_modules_other_calls() {
+    let library = modules::load(build_dir(), &name("echo")).unwrap();
+    let blob = r#"{"sleep_ms": 3000, "sleep_if_text_contains": "stuck"}"#;
+    let module = Module::start(&library, blob, Duration::from_millis(1500)).unwrap();
+    let stuck = tokio::spawn({
+        let module = module.clone();
+        async move { module.send(sms("stuck", "stuck")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The quick calls queue behind the stuck one; another thread takes them.
+    let started = std::time::Instant::now();
+    for n in 0..20 {
+        let step = module.send(sms(&format!("quick-{n}"), "hi")).await.unwrap();
+        assert_eq!(
+            step,
+            Step::Done {
+                result: format!("echo-quick-{n}").into()
+            }
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "20 quick calls took {:?} beside a stuck one",
+        started.elapsed()
+    );
+    assert_eq!(module.threads(), 2, "one thread stuck, one for the rest");
+    let error = stuck.await.unwrap().unwrap_err();
+    assert!(matches!(error, CallError::Timeout { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_batch_stops_at_a_call_that_hangs_and_hands_the_module_nothing_after_it() {
+    let library = modules::load(build_dir(), &name("echo")).unwrap();
+    let blob = r#"{"sleep_ms": 3000, "sleep_if_text_contains": "stuck"}"#;
+    let module = Module::start(&library, blob, Duration::from_millis(300)).unwrap();
+    let batch = vec![sms("a", "hi"), sms("b", "stuck"), sms("c", "hi"), sms("d", "hi")];
+    let answers = module.send_batch(batch).await;
+    assert_eq!(answers.len(), 4);
+    assert_eq!(
+        answers[0].as_ref().unwrap().as_ref().unwrap(),
+        &Step::Done {
+            result: "echo-a".into()
+        }
+    );
+    let stuck = answers[1].as_ref().unwrap().as_ref().unwrap_err();
+    assert!(matches!(stuck, CallError::Timeout { .. }), "{stuck}");
+    assert!(
+        answers[2].is_none() && answers[3].is_none(),
+        "the SMS after the stuck one were never handed over: {answers:?}"
+    );
+    // The module's next batch goes through on another thread.
+    let answers = module.send_batch(vec![sms("e", "hi")]).await;
+    assert!(matches!(answers[0], Some(Ok(Step::Done { .. }))), "{answers:?}");
+}
+
 #[test]
 fn a_modules_log_lines_reach_the_gateway_log_with_its_name() {
     let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));

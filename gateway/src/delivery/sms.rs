@@ -1,5 +1,10 @@
-//! The SMS delivery worker: leases due SMS from the store, sends each through the
-//! module in force, and records the outcome (sent, retry with backoff, or failed).
+//! The SMS delivery worker: leases due SMS from the store, sends them through the
+//! module in force, and records the outcomes (sent, retry with backoff, or failed).
+//!
+//! A leased batch starts with one hop to the module's thread for all its sends
+//! ([`Module::send_batch`](crate::modules::Module::send_batch)), and the outcomes known
+//! then are written together; an SMS whose module asks for HTTP requests goes on in a
+//! task of its own. Over a session module's sessions each SMS waits for its own answer.
 //!
 //! The lease is the worker's claim on a message. When the worker dies the lease runs
 //! out and the message is due again; that, and only that, is how an SMS can reach a
@@ -10,15 +15,22 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use plugin_api::OutboundSms;
-use tokio::{sync::Semaphore, task::JoinSet};
+use plugin_api::{OutboundSms, Step};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    app::App,
+    app::{App, Live},
     metrics::Metrics,
-    sms::{send, SmsPayload},
-    store::{settle_and_log, Channel, Leased, Outcome},
+    modules::steps::{self, Operation, StepError},
+    sms::{
+        send::{self, SendError},
+        SmsPayload,
+    },
+    store::{settle_and_log, Channel, Leased, Outcome, Settlement},
 };
 
 /// SMS being sent at once by one worker.
@@ -63,15 +75,47 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             }
             continue;
         }
-        for message in leased {
-            let permit = slots
-                .clone()
-                .try_acquire_owned()
-                .expect("leased no more than the free slots");
+        let live = app.live();
+        let permits: Vec<OwnedSemaphorePermit> = (0..leased.len())
+            .map(|_| {
+                slots
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("leased no more than the free slots")
+            })
+            .collect();
+        if live.sessions.is_some() {
+            // Over sessions each SMS is pending until its own answer: one task each.
+            for (message, permit) in leased.into_iter().zip(permits) {
+                let (app, live) = (app.clone(), live.clone());
+                sends.spawn(async move {
+                    let outcome = match outbound(&message) {
+                        Ok(sms) => {
+                            let result = send::send(&live, sms).await;
+                            outcome(&app, &live, &message, result)
+                        }
+                        Err(unreadable) => unreadable,
+                    };
+                    settle(&app, vec![message.settle(outcome)]).await;
+                    drop(permit);
+                });
+            }
+        } else {
             let app = app.clone();
             sends.spawn(async move {
-                deliver(&app, message).await;
-                drop(permit);
+                let continuations = deliver_batch(&app, &live, leased, permits).await;
+                let mut rest = JoinSet::new();
+                for (message, sms, first, permit) in continuations {
+                    let (app, live) = (app.clone(), live.clone());
+                    rest.spawn(async move {
+                        let operation = Operation::Send(sms);
+                        let run = steps::run_from(&live.module, &live.http, operation, first).await;
+                        let outcome = outcome(&app, &live, &message, run.outcome.map_err(SendError::from));
+                        settle(&app, vec![message.settle(outcome)]).await;
+                        drop(permit);
+                    });
+                }
+                while rest.join_next().await.is_some() {}
             });
         }
     }
@@ -83,55 +127,113 @@ fn lease_duration(settings: &crate::settings::Settings) -> Duration {
     crate::modules::steps::lease_duration(settings.sms.call_timeout, settings.sms.http_timeout)
 }
 
-/// Sends one leased SMS and records what happened.
-async fn deliver(app: &App, message: Leased) {
-    let id = message.id.clone();
-    let live = app.live();
-    let payload: SmsPayload = match serde_json::from_str(&message.payload) {
-        Ok(payload) => payload,
+/// An SMS of a batch whose module asked for an HTTP request: carried on by a task
+/// of its own, so that a slow provider holds one slot, not the batch's.
+type Continuation = (Leased, OutboundSms, Step, OwnedSemaphorePermit);
+
+/// Starts every SMS of `leased` with one hop to the module's thread
+/// ([`crate::modules::Module::send_batch`]) and writes the outcomes known at once
+/// together; returns those that go on with HTTP requests.
+async fn deliver_batch(
+    app: &App,
+    live: &Live,
+    leased: Vec<Leased>,
+    permits: Vec<OwnedSemaphorePermit>,
+) -> Vec<Continuation> {
+    let mut settled = Vec::new();
+    // The slots of the SMS settled here, freed once their outcomes are written.
+    let mut done = Vec::new();
+    let mut started = Vec::with_capacity(leased.len());
+    for (message, permit) in leased.into_iter().zip(permits) {
+        match outbound(&message) {
+            Ok(sms) => started.push((message, sms, permit)),
+            Err(unreadable) => {
+                settled.push(message.settle(unreadable));
+                done.push(permit);
+            }
+        }
+    }
+    let batch = started.iter().map(|(_, sms, _)| sms.clone()).collect();
+    let answers = live.module.send_batch(batch).await;
+    let mut continuations = Vec::new();
+    for ((message, sms, permit), answer) in started.into_iter().zip(answers) {
+        let outcome = match answer {
+            Some(Ok(Step::Http(request))) => {
+                continuations.push((message, sms, Step::Http(request), permit));
+                continue;
+            }
+            Some(Ok(first)) => {
+                // Done, or a step this gateway does not know: the driver says which.
+                let run = steps::run_from(&live.module, &live.http, Operation::Send(sms), first).await;
+                outcome(app, live, &message, run.outcome.map_err(SendError::from))
+            }
+            Some(Err(error)) => outcome(app, live, &message, Err(SendError::from(StepError::from(error)))),
+            // Never handed to the module: a call before it hung.
+            None => Outcome::GiveBack {
+                due_at: SystemTime::now(),
+            },
+        };
+        settled.push(message.settle(outcome));
+        done.push(permit);
+    }
+    settle(app, settled).await;
+    drop(done);
+    continuations
+}
+
+/// Ends leases with their outcomes. A store that cannot write keeps the outcomes and
+/// writes them again until they land, ahead of any later lease, so this waits rather
+/// than let a lease run out and the SMS be sent again.
+async fn settle(app: &App, settlements: Vec<Settlement>) {
+    settle_and_log(app.store.as_ref(), settlements).await;
+}
+
+/// The SMS `message` holds, or the outcome of one that cannot be read.
+fn outbound(message: &Leased) -> Result<OutboundSms, Outcome> {
+    match serde_json::from_str::<SmsPayload>(&message.payload) {
+        Ok(payload) => Ok(OutboundSms {
+            id: message.id.as_str().into(),
+            to: payload.to.into(),
+            sender: payload.sender.into(),
+            text: payload.text.into(),
+            attempt: message.attempts,
+        }),
         Err(error) => {
             let reason = format!("the stored SMS cannot be read: {error}");
-            tracing::error!(message_id = %id, %reason);
-            settle(app, &message, Outcome::Failed { error: reason }).await;
-            return;
-        }
-    };
-    let sms = OutboundSms {
-        id: id.as_str().into(),
-        to: payload.to.into(),
-        sender: payload.sender.into(),
-        text: payload.text.into(),
-        attempt: message.attempts,
-    };
-    let module = &live.module;
-    let labels = Metrics::outcome(Channel::Sms, module.name());
-    match send::send(&live, sms).await {
-        Ok(provider_id) => {
-            app.metrics.sent.get_or_create(&labels).inc();
-            tracing::debug!(message_id = %id, module = module.name(), %provider_id, "SMS sent");
-            let provider_id = Some(provider_id);
-            settle(app, &message, Outcome::Sent { provider_id }).await;
-        }
-        Err(error) if error.is_transient() && live.settings.sms.retry.may_retry(message.attempts) => {
-            app.metrics.retried.get_or_create(&labels).inc();
-            let delay = live.settings.sms.retry.backoff(message.attempts);
-            tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, retry_in = ?delay, %error, "SMS not sent; will retry");
-            let due_at = SystemTime::now() + delay;
-            let error = error.to_string();
-            settle(app, &message, Outcome::Retry { due_at, error }).await;
-        }
-        Err(error) => {
-            app.metrics.failed.get_or_create(&labels).inc();
-            tracing::warn!(message_id = %id, module = module.name(), attempt = message.attempts, %error, "SMS failed");
-            let error = error.to_string();
-            settle(app, &message, Outcome::Failed { error }).await;
+            tracing::error!(message_id = %message.id, %reason);
+            Err(Outcome::Failed { error: reason })
         }
     }
 }
 
-/// Ends the message's lease with `outcome`. A store that cannot write keeps the outcome
-/// and writes it again until it lands, so this waits rather than let the lease run out
-/// and the SMS be sent again.
-async fn settle(app: &App, message: &Leased, outcome: Outcome) {
-    settle_and_log(app.store.as_ref(), vec![message.settle(outcome)]).await;
+/// What a send's result means for the message: sent, retried with backoff, or failed;
+/// counted and logged.
+fn outcome(app: &App, live: &Live, message: &Leased, result: Result<String, SendError>) -> Outcome {
+    let (id, module) = (&message.id, live.module.name());
+    let labels = Metrics::outcome(Channel::Sms, module);
+    match result {
+        Ok(provider_id) => {
+            app.metrics.sent.get_or_create(&labels).inc();
+            tracing::debug!(message_id = %id, module, %provider_id, "SMS sent");
+            Outcome::Sent {
+                provider_id: Some(provider_id),
+            }
+        }
+        Err(error) if error.is_transient() && live.settings.sms.retry.may_retry(message.attempts) => {
+            app.metrics.retried.get_or_create(&labels).inc();
+            let delay = live.settings.sms.retry.backoff(message.attempts);
+            tracing::warn!(message_id = %id, module, attempt = message.attempts, retry_in = ?delay, %error, "SMS not sent; will retry");
+            Outcome::Retry {
+                due_at: SystemTime::now() + delay,
+                error: error.to_string(),
+            }
+        }
+        Err(error) => {
+            app.metrics.failed.get_or_create(&labels).inc();
+            tracing::warn!(message_id = %id, module, attempt = message.attempts, %error, "SMS failed");
+            Outcome::Failed {
+                error: error.to_string(),
+            }
+        }
+    }
 }

@@ -1,23 +1,21 @@
 //! A started module, and the one way the gateway calls into it.
 //!
 //! Module calls are synchronous by contract (see `plugin-api`'s "Who does the I/O"),
-//! so each runs on tokio's blocking pool and never on the async runtime. The gateway
-//! stops waiting after `sms.call_timeout_ms`; the thread of a call that hangs is lost
-//! until the module returns, so the calls in flight into one module are capped, and a
-//! module that hangs on every call ends up failing its calls by timeout instead of
-//! taking the gateway's threads.
+//! so each runs on the module's own threads ([`super::calls`]) and never on the async
+//! runtime. The gateway stops waiting after `sms.call_timeout_ms`; the thread of a call
+//! that hangs is lost until the module returns, so the threads one module may hold are
+//! capped, and a module that hangs on every call ends up failing its calls by timeout
+//! instead of taking the gateway's threads.
 
 use std::{sync::Arc, time::Duration};
 
+use super::{calls::CallThreads, provider::ProviderObject, Library, LoadError, ModuleInfo};
+use crate::metrics::Metrics;
 use abi_stable::std_types::{ROk, RResult, RVec};
 use plugin_api::{
     CallbackReply, CallbackRequest, HttpResponse, ModuleError, OutboundSms, SessionAction, SessionAction_NE,
     SessionEvent, SessionEvent_NE, SessionId, SessionPlan, Step, Step_NE,
 };
-use tokio::sync::Semaphore;
-
-use super::{provider::ProviderObject, Library, LoadError, ModuleInfo};
-use crate::metrics::Metrics;
 
 /// Records a call's duration when dropped, however the call ended.
 struct RecordCall<'a> {
@@ -34,16 +32,12 @@ impl Drop for RecordCall<'_> {
     }
 }
 
-/// Calls into one module that may be in flight at once (and threads it may hold).
-const MAX_CALLS_IN_FLIGHT: usize = 64;
-
 /// A module library with a provider created from a configuration blob.
 #[derive(Clone)]
 pub struct Module {
     info: ModuleInfo,
-    provider: Arc<ProviderObject>,
+    threads: Arc<CallThreads>,
     call_timeout: Duration,
-    permits: Arc<Semaphore>,
     /// Where call durations are recorded, once the gateway has said.
     metrics: Option<Arc<Metrics>>,
 }
@@ -99,10 +93,9 @@ impl Module {
         let info = library.info().clone();
         let provider = library.start(blob)?;
         Ok(Module {
+            threads: Arc::new(CallThreads::new(&info.name, Arc::new(provider))),
             info,
-            provider: Arc::new(provider),
             call_timeout,
-            permits: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             metrics: None,
         })
     }
@@ -125,6 +118,73 @@ impl Module {
     pub async fn send(&self, sms: OutboundSms) -> Result<Step, CallError> {
         let ne = self.call("send", move |p| p.send(&sms)).await?;
         self.step(ne, "send")
+    }
+
+    /// Starts sending each SMS of `batch`, one after another on one of the module's
+    /// threads: one hop for the batch, where [`Module::send`] makes one per SMS. Each
+    /// call still has the whole time limit, counted from the previous answer. The
+    /// answers are in the order of `batch`; `None` for an SMS never handed to the module,
+    /// because a call before it did not answer in time.
+    pub async fn send_batch(&self, batch: Vec<OutboundSms>) -> Vec<Option<Result<Step, CallError>>> {
+        let mut answers: Vec<Option<Result<Step, CallError>>> = Vec::new();
+        answers.resize_with(batch.len(), || None);
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.threads.submit(move |provider| {
+            for (n, sms) in batch.iter().enumerate() {
+                // The caller gave up (a call before this one hung): stop handing SMS over.
+                if sender.is_closed() {
+                    return;
+                }
+                let started = std::time::Instant::now();
+                let answer = provider.send(sms);
+                if sender.send((n, answer, started.elapsed())).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut left = answers.len();
+        while left > 0 {
+            match tokio::time::timeout(self.call_timeout, receiver.recv()).await {
+                Ok(Some((n, answer, took))) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.module_call(&self.info.name, "send", took);
+                    }
+                    answers[n] = Some(match answer {
+                        RResult::ROk(step) => self.step(step, "send"),
+                        RResult::RErr(error) => Err(CallError::Module {
+                            module: self.info.name.clone(),
+                            error,
+                        }),
+                    });
+                    left -= 1;
+                }
+                Ok(None) => {
+                    // The thread ended mid-batch: a panic that escaped the module's guard
+                    // during the call in progress.
+                    if let Some(lost) = answers.iter_mut().find(|a| a.is_none()) {
+                        *lost = Some(Err(CallError::Thread {
+                            module: self.info.name.clone(),
+                            operation: "send",
+                            reason: "the call's thread ended without an answer".into(),
+                        }));
+                    }
+                    break;
+                }
+                Err(_) => {
+                    // The call in progress is cut off; those after it are never made.
+                    if let Some(stuck) = answers.iter_mut().find(|a| a.is_none()) {
+                        *stuck = Some(Err(CallError::Timeout {
+                            module: self.info.name.clone(),
+                            operation: "send",
+                            after: self.call_timeout,
+                        }));
+                    }
+                    self.threads.grow_if_stuck();
+                    break;
+                }
+            }
+        }
+        answers
     }
 
     /// Continues a send with the provider's HTTP answer.
@@ -208,41 +268,39 @@ impl Module {
         Ok(known)
     }
 
-    /// Runs `f` against the provider on a blocking thread, within the time limit.
+    /// Threads the module holds now (one, more while calls are stuck or slow).
+    pub fn threads(&self) -> usize {
+        self.threads.threads()
+    }
+
+    /// Runs `f` against the provider on the module's threads, within the time limit.
     async fn call<T, F>(&self, operation: &'static str, f: F) -> Result<T, CallError>
     where
         T: Send + 'static,
         F: FnOnce(&ProviderObject) -> RResult<T, ModuleError> + Send + 'static,
     {
-        let deadline = tokio::time::Instant::now() + self.call_timeout;
-        let timeout = || CallError::Timeout {
-            module: self.info.name.clone(),
-            operation,
-            after: self.call_timeout,
-        };
-        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| timeout())?
-            .expect("the semaphore is never closed");
-        let provider = self.provider.clone();
         let started = std::time::Instant::now();
-        let task = tokio::task::spawn_blocking(move || {
-            let result = f(&provider);
-            drop(permit);
-            result
-        });
+        let answer = self.threads.call(f);
         let _record = self.metrics.as_ref().map(|metrics| RecordCall {
             metrics,
             module: &self.info.name,
             operation,
             started,
         });
-        match tokio::time::timeout_at(deadline, task).await {
-            Err(_) => Err(timeout()),
-            Ok(Err(join_error)) => Err(CallError::Thread {
+        match tokio::time::timeout(self.call_timeout, answer).await {
+            Err(_) => {
+                // Dropping the answer's receiver skips the call if it has not begun.
+                self.threads.grow_if_stuck();
+                Err(CallError::Timeout {
+                    module: self.info.name.clone(),
+                    operation,
+                    after: self.call_timeout,
+                })
+            }
+            Ok(Err(_)) => Err(CallError::Thread {
                 module: self.info.name.clone(),
                 operation,
-                reason: join_error.to_string(),
+                reason: "the call's thread ended without an answer".into(),
             }),
             Ok(Ok(RResult::ROk(value))) => Ok(value),
             Ok(Ok(RResult::RErr(error))) => Err(CallError::Module {

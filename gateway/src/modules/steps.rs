@@ -160,7 +160,18 @@ pub struct Run {
 /// Runs `operation` through `module`, performing the module's requests with `http`.
 pub async fn run(module: &Module, http: &HttpClient, operation: Operation) -> Run {
     let mut steps = Vec::new();
-    let outcome = drive(module, http, &operation, &mut steps).await;
+    let outcome = match operation.start(module).await {
+        Ok(first) => drive(module, http, &operation, first, &mut steps).await,
+        Err(error) => Err(error.into()),
+    };
+    Run { steps, outcome }
+}
+
+/// Runs `operation` on from `first`, the answer of its first call, made already (the
+/// SMS worker starts a whole batch of sends with [`Module::send_batch`]).
+pub async fn run_from(module: &Module, http: &HttpClient, operation: Operation, first: Step) -> Run {
+    let mut steps = Vec::new();
+    let outcome = drive(module, http, &operation, first, &mut steps).await;
     Run { steps, outcome }
 }
 
@@ -168,9 +179,10 @@ async fn drive(
     module: &Module,
     http: &HttpClient,
     operation: &Operation,
+    first: Step,
     steps: &mut Vec<StepRecord>,
 ) -> Result<String, StepError> {
-    let mut step = operation.start(module).await?;
+    let mut step = first;
     loop {
         let request = match step {
             Step::Done { result } => return Ok(result.into_string()),

@@ -7,6 +7,8 @@
 //!   number is below N (so N = 3 succeeds on the third attempt);
 //! - `permanent_if_text_contains`: a permanent error for texts containing this string;
 //! - `sleep_ms`: sleeps this long in `send` (a hung provider, for time limits);
+//! - `sleep_if_text_contains`: sleeps only for texts containing this string (one stuck
+//!   call among quick ones);
 //! - `log`: a line to log through the host when the provider is created.
 
 use std::time::Duration;
@@ -23,6 +25,8 @@ struct Config {
     permanent_if_text_contains: Option<String>,
     #[serde(default)]
     sleep_ms: u64,
+    #[serde(default)]
+    sleep_if_text_contains: Option<String>,
     #[serde(default)]
     log: Option<String>,
 }
@@ -58,7 +62,11 @@ impl SmsModule for Echo {
     }
 
     fn send(&self, sms: &OutboundSms) -> Result<Step, ModuleError> {
-        if self.config.sleep_ms > 0 {
+        let sleeps = match &self.config.sleep_if_text_contains {
+            Some(needle) => sms.text.contains(needle.as_str()),
+            None => true,
+        };
+        if self.config.sleep_ms > 0 && sleeps {
             std::thread::sleep(Duration::from_millis(self.config.sleep_ms));
         }
         if sms.attempt < self.config.transient_before_attempt {
