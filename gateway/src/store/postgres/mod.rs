@@ -455,11 +455,16 @@ impl Store for PostgresStore {
                     return Ok(vec![applied]);
                 }
             }
+            // The statements of every outcome go out at once (tokio-postgres pipelines
+            // queries made together on one connection): one round trip for the batch,
+            // not one per outcome. They touch different messages, so order is free.
             let tx = client.transaction().await?;
-            let mut applied = Vec::with_capacity(settlements.len());
-            for settlement in settlements {
-                applied.push(messages::settle(&tx, settlement).await?);
-            }
+            let applied = futures_util::future::try_join_all(
+                settlements
+                    .iter()
+                    .map(|settlement| messages::settle(&tx, settlement)),
+            )
+            .await?;
             tx.commit().await?;
             Ok(applied)
         };
