@@ -179,7 +179,8 @@ async fn a_template_that_does_not_compile_is_a_422_naming_the_part_and_line() {
         (
             "/v1/mailings",
             json!({ "subject": "Hi", "text": "x", "recipients": [{ "email": "a@example.org", "nam": "A" }] }),
-            "recipients[0]",
+            // The unknown key itself, as for a misspelt key at the top level.
+            "recipients[0].nam",
             None,
         ),
         (

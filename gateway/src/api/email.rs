@@ -224,7 +224,10 @@ pub(super) async fn post_mailing(
         return Err(Problem::invalid("recipients", "needs at least one address"));
     }
     let mut recipients = Recipients::default();
-    recipients.add("recipients", request.recipients)?;
+    let mut stored = Vec::with_capacity(request.recipients.len());
+    recipients.add_with("recipients", request.recipients, |recipient| {
+        stored.push(serde_json::to_string(&recipient).expect("a recipient serialises"));
+    })?;
     let shared = MailingShared {
         from,
         subject: request.subject,
@@ -238,11 +241,7 @@ pub(super) async fn post_mailing(
     let mailing = NewMailing {
         addresses: recipients.keys,
         shared: serde_json::to_value(&shared).expect("a mailing serialises"),
-        recipients: recipients
-            .list
-            .into_iter()
-            .map(|recipient| serde_json::to_value(recipient).expect("a recipient serialises"))
-            .collect(),
+        recipients: stored,
     };
     let count = mailing.recipients.len() as u64;
     let enqueued = app.store.create_mailing(mailing, key).await.map_err(|error| {

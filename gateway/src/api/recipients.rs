@@ -2,7 +2,7 @@
 //! `{email, name?, fields?}` for merge fields), checked once, duplicates dropped; and
 //! the templates' compile check, as 422s naming the field.
 
-use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,19 +31,37 @@ pub(super) struct RecipientObject {
 }
 
 /// By hand rather than `untagged`, so that a wrong object says what is wrong with it
-/// (serde's untagged enums say only that no variant matched).
+/// (serde's untagged enums say only that no variant matched), and read straight from
+/// the request (an untagged enum, or a `serde_json::Value` first, would copy every
+/// recipient of a big mailing once more).
 impl<'de> Deserialize<'de> for Recipient {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RecipientVisitor)
+    }
+}
+
+struct RecipientVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RecipientVisitor {
+    type Value = Recipient;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a recipient: an address string or an object {email, name?, fields?}")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, address: &str) -> Result<Recipient, E> {
+        Ok(Recipient::Address(address.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, address: String) -> Result<Recipient, E> {
+        Ok(Recipient::Address(address))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Recipient, A::Error> {
         use serde::de::Error;
-        match serde_json::Value::deserialize(deserializer)? {
-            serde_json::Value::String(address) => Ok(Recipient::Address(address)),
-            object @ serde_json::Value::Object(_) => serde_json::from_value(object)
-                .map(Recipient::Object)
-                .map_err(|e| D::Error::custom(format!("a recipient object: {e}"))),
-            _ => Err(D::Error::custom(
-                "a recipient is an address string or an object {email, name?, fields?}",
-            )),
-        }
+        RecipientObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(Recipient::Object)
+            .map_err(|e| A::Error::custom(format!("a recipient object: {e}")))
     }
 }
 
@@ -65,36 +83,63 @@ impl OneOrMany {
 }
 
 /// Checked recipients, each address once.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Recipients {
     pub(super) list: Vec<MailingRecipient>,
-    /// Delivery keys seen (local part, domain in lower case), shared across the lists of
-    /// one e-mail (to, cc, bcc) so an address in two of them gets one copy.
-    seen: HashSet<String>,
+    /// Each recipient's delivery key (local part, domain in lower case), in the order
+    /// they were added: what the suppression list is checked with.
+    pub(super) keys: Vec<String>,
+    /// The keys seen, as indices into `keys` (each key is kept once), shared across the
+    /// lists of one e-mail (to, cc, bcc) so an address in two of them gets one copy.
+    seen: hashbrown::HashTable<usize>,
+    hasher: hashbrown::DefaultHashBuilder,
     /// How many were dropped as duplicates.
     pub(super) duplicates: u64,
-    /// Each recipient's delivery key, in the order of `list`: what the suppression list
-    /// is checked with.
-    pub(super) keys: Vec<String>,
 }
 
 impl Recipients {
-    /// Checks and adds every recipient of `field`, naming `field[i]` (or
+    /// Checks and adds every recipient of `field` to `list`, naming `field[i]` (or
     /// `field[i].name`) when one is wrong; an address already added is skipped.
     pub(super) fn add(&mut self, field: &str, list: Vec<Recipient>) -> Result<(), Problem> {
+        let mut kept = std::mem::take(&mut self.list);
+        let added = self.add_with(field, list, |recipient| kept.push(recipient));
+        self.list = kept;
+        added
+    }
+
+    /// The same, handing each recipient kept to `keep` instead of `list` (a mailing
+    /// stores them as text at once, rather than hold every one twice).
+    pub(super) fn add_with(
+        &mut self,
+        field: &str,
+        list: Vec<Recipient>,
+        mut keep: impl FnMut(MailingRecipient),
+    ) -> Result<(), Problem> {
         for (i, recipient) in list.into_iter().enumerate() {
             let checked = check(recipient)
                 .map_err(|(sub, reason)| Problem::invalid(format!("{field}[{i}]{sub}"), reason))?;
             let mailbox = parse_mailbox(&checked.to).expect("checked above");
-            let key = delivery_key(&mailbox.email);
-            if self.seen.insert(key.clone()) {
-                self.list.push(checked);
-                self.keys.push(key);
+            if self.insert(delivery_key(&mailbox.email)) {
+                keep(checked);
             } else {
                 self.duplicates += 1;
             }
         }
         Ok(())
+    }
+
+    /// Adds `key` unless it was seen; true if it was new.
+    fn insert(&mut self, key: String) -> bool {
+        let Recipients {
+            keys, seen, hasher, ..
+        } = self;
+        let hash = hasher.hash_one(&key);
+        let found = seen.find(hash, |&i| keys[i] == key).is_some();
+        if !found {
+            seen.insert_unique(hash, keys.len(), |&i| hasher.hash_one(&keys[i]));
+            keys.push(key);
+        }
+        !found
     }
 }
 

@@ -354,8 +354,10 @@ pub struct NewMailing {
     /// What every e-mail of the mailing shares (sender, subject, bodies); stored once, with
     /// the mailing, and handed to workers as [`Leased::mailing_payload`].
     pub shared: serde_json::Value,
-    /// One payload per recipient, each becoming the payload of one `email` message.
-    pub recipients: Vec<serde_json::Value>,
+    /// One payload per recipient (its JSON text), each becoming the payload of one
+    /// `email` message. Text, not `serde_json::Value`: a mailing of 200,000 recipients
+    /// held as values takes several times the memory of their text.
+    pub recipients: Vec<String>,
     /// Each recipient's address as the suppression list keeps it, in the same order; a
     /// recipient listed there is skipped. Empty: no recipient is checked.
     pub addresses: Vec<String>,

@@ -11,7 +11,7 @@ use crate::fixtures::{failed, mailing_key, sent, settle};
 pub async fn mailing_of_100k_recipients_in_one_call(store: Arc<dyn Store>) {
     let shared = json!({ "from": "news@example.com", "subject": "Spring news", "text": "Hello" });
     let recipients: Vec<_> = (0..100_000)
-        .map(|n| json!({ "to": format!("reader{n}@example.com"), "name": format!("Reader {n}") }))
+        .map(|n| json!({ "to": format!("reader{n}@example.com"), "name": format!("Reader {n}") }).to_string())
         .collect();
     let mailing = NewMailing {
         shared: shared.clone(),
@@ -131,7 +131,7 @@ pub async fn recent_mailings_are_listed_newest_first_with_their_counts(store: Ar
         let mailing = NewMailing {
             shared: json!({ "subject": subject, "text": "hi" }),
             recipients: (0..n)
-                .map(|i| json!({ "to": format!("r{i}@example.com") }))
+                .map(|i| json!({ "to": format!("r{i}@example.com") }).to_string())
                 .collect(),
             addresses: Vec::new(),
         };

@@ -39,7 +39,7 @@ pub async fn finished_rows_older_than_the_retention_are_purged_in_batches_and_th
     let mailing = |n: usize| NewMailing {
         shared: json!({ "subject": "news" }),
         recipients: (0..n)
-            .map(|i| json!({ "to": format!("r{i}@example.com") }))
+            .map(|i| json!({ "to": format!("r{i}@example.com") }).to_string())
             .collect(),
         addresses: Vec::new(),
     };

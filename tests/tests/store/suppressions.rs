@@ -107,7 +107,7 @@ pub async fn a_mailing_skips_suppressed_recipients_and_counts_them(store: Arc<dy
         .create_mailing(
             NewMailing {
                 shared: json!({ "subject": "news" }),
-                recipients: addresses.iter().map(|a| json!({ "to": a })).collect(),
+                recipients: addresses.iter().map(|a| json!({ "to": a }).to_string()).collect(),
                 addresses: addresses.clone(),
             },
             None,

@@ -37,7 +37,7 @@ pub(super) async fn insert(
     let mut suppressed: i64 = 0;
     for (index, chunk) in mailing.recipients.chunks(RECIPIENTS_PER_STATEMENT).enumerate() {
         let ids: Vec<String> = chunk.iter().map(|_| new_id()).collect();
-        let payloads: Vec<String> = chunk.iter().map(|recipient| recipient.to_string()).collect();
+        let payloads: Vec<&str> = chunk.iter().map(String::as_str).collect();
         // A NULL address (none given) is never on the list.
         let start = index * RECIPIENTS_PER_STATEMENT;
         let addresses: Vec<Option<&str>> = (start..start + chunk.len())

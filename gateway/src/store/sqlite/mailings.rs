@@ -40,9 +40,8 @@ pub(super) fn insert_mailing(
                 continue;
             }
         }
-        let payload = recipient.to_string();
         insert
-            .execute(params![new_id(), Channel::Email.as_str(), payload, now, id])
+            .execute(params![new_id(), Channel::Email.as_str(), recipient, now, id])
             .map_err(&failed)?;
     }
     if suppressed > 0 {

@@ -201,7 +201,7 @@ async fn keys_of_a_version_3_file_move_to_their_table_and_match_on_their_endpoin
     ));
     let mailing = NewMailing {
         shared: json!({}),
-        recipients: vec![json!({ "to": "a@example.com" })],
+        recipients: vec![json!({ "to": "a@example.com" }).to_string()],
         addresses: Vec::new(),
     };
     let again = store
