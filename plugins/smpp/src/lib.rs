@@ -13,7 +13,8 @@
 //! ```
 //!
 //! - `bind`: `transceiver` (one session a bind) or `transmitter_receiver` (a
-//!   transmitter for submits and a receiver for deliveries, per bind);
+//!   transmitter for submits and a receiver for deliveries, per bind; a receipt may
+//!   come on any bind);
 //! - `window`: submits one bind may have unanswered (the gateway counts SMS; the
 //!   parts of a long text go out together);
 //! - `rate_per_second`: a cap on submits per bind (0: none);
@@ -30,6 +31,7 @@
 //!   and names its status.
 
 mod config;
+mod parts;
 mod pdu;
 mod session;
 
@@ -41,11 +43,20 @@ use plugin_api::{
 };
 
 use config::{BindMode, Config};
+use parts::PartIds;
 use session::{Role, Session};
 
 pub struct Smpp {
     config: Config,
-    sessions: Mutex<HashMap<SessionId, Session>>,
+    sessions: Mutex<Sessions>,
+}
+
+/// The module's state, behind one lock: each session's, and what they share.
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<SessionId, Session>,
+    /// Long texts' later part ids, for receipts that may come on any session.
+    parts: PartIds,
 }
 
 impl Smpp {
@@ -72,7 +83,7 @@ impl SmsModule for Smpp {
     fn new(config: &str, _host: Host) -> Result<Self, ModuleError> {
         Ok(Smpp {
             config: Config::parse(config)?,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
         })
     }
 
@@ -97,7 +108,11 @@ impl SmsModule for Smpp {
     }
 
     fn session_event(&self, id: SessionId, event: SessionEvent) -> Result<Vec<SessionAction>, ModuleError> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Sessions {
+            by_id: sessions,
+            parts,
+        } = &mut *guard;
         match event {
             SessionEvent::Connected => {
                 let mut session = Session::new(self.role(id));
@@ -106,7 +121,7 @@ impl SmsModule for Smpp {
                 Ok(actions)
             }
             SessionEvent::Received(bytes) => match sessions.get_mut(&id) {
-                Some(session) => session.received(&bytes),
+                Some(session) => session.received(&bytes, parts),
                 None => Ok(Vec::new()),
             },
             SessionEvent::Timer => Ok(sessions
@@ -128,6 +143,7 @@ impl SmsModule for Smpp {
     fn session_send(&self, id: SessionId, sms: &OutboundSms) -> Result<Vec<SessionAction>, ModuleError> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let session = sessions
+            .by_id
             .get_mut(&id)
             .ok_or_else(|| ModuleError::transient("the session is gone"))?;
         session.submit(&self.config, sms)
