@@ -12,12 +12,16 @@
 //!  "delivery_reports": true, "encoding": "auto", "enquire_link_ms": 30000}
 //! ```
 //!
+//! - `tls`: TLS from the first byte, the SMSC's certificate checked against the
+//!   system's roots (or the PEM file `SSL_CERT_FILE` names, for a private CA);
 //! - `bind`: `transceiver` (one session a bind) or `transmitter_receiver` (a
 //!   transmitter for submits and a receiver for deliveries, per bind; a receipt may
 //!   come on any bind);
 //! - `window`: submits one bind may have unanswered (the gateway counts SMS; the
 //!   parts of a long text go out together);
-//! - `rate_per_second`: a cap on submits per bind (0: none);
+//! - `rate_per_second`: a cap on submits per bind (0: none), kept by pausing the
+//!   bind `1000 / rate` ms after each submit (the parts of a long text go together,
+//!   then pause as long as that many submits);
 //! - an alphanumeric sender goes as TON 5 / NPI 0, a number with
 //!   `number_source_ton` / `number_source_npi` (international / ISDN by default);
 //! - `encoding`: `auto` is GSM 03.38 7-bit when every character fits it and UCS-2
