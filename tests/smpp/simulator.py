@@ -189,14 +189,18 @@ async def commands(state):
 
 
 async def deliver(esme, command):
-    resp = await esme.deliver_sm(
-        command["dest"],
-        command["text"].encode("latin-1"),
-        source_addr=command["source"],
-        source_addr_ton=1,
-        source_addr_npi=1,
-        esm_class=0x04 if command.get("receipt") else 0,
-    )
+    try:
+        resp = await esme.deliver_sm(
+            command["dest"],
+            command["text"].encode("latin-1"),
+            source_addr=command["source"],
+            source_addr_ton=1,
+            source_addr_npi=1,
+            esm_class=0x04 if command.get("receipt") else 0,
+        )
+    except Exception as error:  # the bind ended before an answer: said, not raised
+        say(event="deliver_unanswered", reason=str(error))
+        return
     say(event="delivered", ok=resp.is_success)
 
 
