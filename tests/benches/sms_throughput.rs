@@ -15,113 +15,20 @@
 //! Environment: `N` (requests a run, default 10000), `REPS` (default 3),
 //! `KANNEL=0` to skip Kannel, `SHARED` (default `../shared` beside the repository).
 
+mod load;
+
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
-use e2e::{GatewayProcess, TestConfig, SEND_TOKEN};
+use e2e::{GatewayProcess, TestConfig};
+use load::{ensure_ab, env_usize, median, peak_rss_kb, run_ab, wait_count, AbRun, Row};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// What one `ab` run reported.
-#[derive(Debug, Clone, Default)]
-struct AbRun {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    failed: u64,
-    non_2xx: u64,
-}
-
-fn ensure_ab() {
-    if Command::new("ab").arg("-V").output().is_ok() {
-        return;
-    }
-    eprintln!("installing apache2-utils for ab ...");
-    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "apache2-utils"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .expect("apt-get");
-    assert!(status.success(), "cannot install apache2-utils (ab)");
-}
-
-fn run_ab(url: &str, body: &Path, n: usize, c: usize) -> AbRun {
-    let output = Command::new("ab")
-        .args(["-q", "-k", "-n", &n.to_string(), "-c", &c.to_string()])
-        .args(["-T", "application/json", "-p"])
-        .arg(body)
-        .args(["-H", &format!("Authorization: Bearer {SEND_TOKEN}")])
-        .arg(url)
-        .output()
-        .expect("run ab");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "ab failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let field = |prefix: &str| -> Option<f64> {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| l.split(':').nth(1))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    };
-    let percentile = |p: &str| -> f64 {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(p))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    AbRun {
-        rps: field("Requests per second").unwrap_or(0.0),
-        p50_ms: percentile("50%"),
-        p99_ms: percentile("99%"),
-        failed: field("Failed requests").unwrap_or(0.0) as u64,
-        non_2xx: field("Non-2xx responses").unwrap_or(0.0) as u64,
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn line_count(path: &Path) -> usize {
+fn line_count(path: &Path) -> u64 {
     std::fs::read(path)
-        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
         .unwrap_or(0)
-}
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-struct Row {
-    name: String,
-    accepted: f64,
-    delivered: Option<f64>,
-    p50: f64,
-    p99: f64,
-    rss_mb: Option<f64>,
 }
 
 /// Where the gateways under measure keep their queue.
@@ -210,15 +117,12 @@ fn measure_gateway(
             );
         }
         let total = per_gateway * fleet.gateways();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while line_count(&sms_file) < total {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {total} delivered",
-                line_count(&sms_file)
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let done = wait_count(|| line_count(&sms_file), total as u64, Duration::from_secs(120));
+        assert!(
+            done.is_some(),
+            "only {} of {total} delivered",
+            line_count(&sms_file)
+        );
         let delivered_in = started.elapsed();
         for gateway in &gateways {
             rss = rss.max(peak_rss_kb(gateway.child.id()));
@@ -261,42 +165,14 @@ fn measure_bare(runtime: &tokio::runtime::Runtime, body: &Path, n: usize, c: usi
 }
 
 fn measure_kannel(shared: &Path, store: &str, n: usize, c: usize, reps: usize) -> Option<Row> {
-    let script = shared.join("bench/kannel-peer.sh");
-    if !script.exists() {
-        eprintln!("no {}: Kannel skipped", script.display());
-        return None;
-    }
-    let output = Command::new("bash")
-        .arg(&script)
-        .env("N", n.to_string())
-        .env("C", c.to_string())
-        .env("REPS", reps.to_string())
-        .env("STORE", store)
-        .env("WRK_SECS", "0")
-        .output()
-        .expect("run kannel-peer.sh");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find(|l| l.starts_with("MEDIAN ab:"))?;
-    // MEDIAN ab: accepted X req/s, delivered Y msg/s, p50 A ms, p99 B ms
-    let number_after = |word: &str| -> f64 {
-        line.split(word)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.trim_end_matches(',').parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let rss_line = text.lines().find(|l| l.starts_with("RSS kB:"));
-    let peak = rss_line
-        .and_then(|l| l.rsplit('=').next())
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    Some(Row {
-        name: format!("Kannel 1.4.5 sendsms, store={store} (c={c})"),
-        accepted: number_after("accepted "),
-        delivered: Some(number_after("delivered ")),
-        p50: number_after("p50 "),
-        p99: number_after("p99 "),
-        rss_mb: peak.map(|kb| kb / 1024.0),
-    })
+    load::kannel(
+        &shared.join("bench/kannel-peer.sh"),
+        format!("Kannel 1.4.5 sendsms, store={store} (c={c})"),
+        &[("STORE", store.to_string())],
+        n,
+        c,
+        reps,
+    )
 }
 
 fn main() {
@@ -332,27 +208,10 @@ fn main() {
         }
     }
 
-    println!();
-    println!("POST /v1/sms, N={n} a run, median of {reps} runs, ab -k; every figure from this run");
-    println!(
-        "{:<44} {:>12} {:>13} {:>8} {:>8} {:>9}",
-        "case", "accepted/s", "delivered/s", "p50 ms", "p99 ms", "peak RSS"
+    load::print_rows(
+        &format!("POST /v1/sms, N={n} a run, median of {reps} runs, ab -k; every figure from this run"),
+        &rows,
     );
-    for row in &rows {
-        println!(
-            "{:<44} {:>12.0} {:>13} {:>8.0} {:>8.0} {:>9}",
-            row.name,
-            row.accepted,
-            row.delivered
-                .map(|d| format!("{d:.0}"))
-                .unwrap_or_else(|| "-".into()),
-            row.p50,
-            row.p99,
-            row.rss_mb
-                .map(|m| format!("{m:.1} MB"))
-                .unwrap_or_else(|| "-".into()),
-        );
-    }
     for c in [20, 64] {
         let find = |prefix: &str| {
             rows.iter()
@@ -361,15 +220,7 @@ fn main() {
         if let (Some(ours), Some(kannel)) =
             (find("gateway, SQLite"), find("Kannel 1.4.5 sendsms, store=spool"))
         {
-            println!(
-                "c={c}: gateway / Kannel(spool): accepted {:.2}x, delivered {:.2}x, p99 {:.0} vs {:.0} ms, RSS {:.1} vs {:.1} MB",
-                ours.accepted / kannel.accepted,
-                ours.delivered.unwrap_or(0.0) / kannel.delivered.unwrap_or(f64::NAN),
-                ours.p99,
-                kannel.p99,
-                ours.rss_mb.unwrap_or(0.0),
-                kannel.rss_mb.unwrap_or(f64::NAN)
-            );
+            load::print_ratio(&format!("c={c}: gateway / Kannel(spool)"), ours, kannel);
         }
     }
 }

@@ -1,11 +1,11 @@
 //! A real SMSC for the `smpp` module's tests: tests/smpp/simulator.py, the SMPP 3.4
 //! server of the PyPI package smpp34 behind a front that checks passwords and counts
-//! what each bind has outstanding on the wire. Started as a child process; the test
-//! talks to it in JSON lines.
+//! what each bind has outstanding on the wire, optionally behind TLS. Started as a
+//! child process; the test talks to it in JSON lines.
 
 use std::{
     io::{BufRead, BufReader, Write},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
@@ -42,6 +42,8 @@ pub struct Simulator {
     pub port: u16,
     inner_port: u16,
     password: String,
+    /// The certificate and key it serves TLS with, if it does.
+    tls: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
     /// Every event it printed, in order, across restarts.
@@ -50,11 +52,22 @@ pub struct Simulator {
 
 impl Simulator {
     pub fn start(password: &str) -> Simulator {
+        Simulator::start_with(password, None)
+    }
+
+    /// The simulator speaking TLS from the first byte, with the server certificate of
+    /// `ca` (a client must trust `ca.ca_pem` to bind).
+    pub fn start_tls(password: &str, ca: &crate::smtp::TestCa) -> Simulator {
+        Simulator::start_with(password, Some((ca.cert_pem.clone(), ca.key_pem.clone())))
+    }
+
+    fn start_with(password: &str, tls: Option<(PathBuf, PathBuf)>) -> Simulator {
         ensure_smpp34();
         let mut simulator = Simulator {
             port: crate::free_port(),
             inner_port: crate::free_port(),
             password: password.to_string(),
+            tls,
             child: None,
             stdin: None,
             events: Arc::new(Mutex::new(Vec::new())),
@@ -65,11 +78,16 @@ impl Simulator {
 
     fn spawn(&mut self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smpp/simulator.py");
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(script)
             .args(["--port", &self.port.to_string()])
             .args(["--inner-port", &self.inner_port.to_string()])
-            .args(["--password", &self.password])
+            .args(["--password", &self.password]);
+        if let Some((cert, key)) = &self.tls {
+            command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -144,7 +162,10 @@ impl Simulator {
             .count()
     }
 
-    /// Asks for its counts and waits for the answer: `{max_outstanding, binds}`.
+    /// Asks for its counts and waits for the answer: `{max_outstanding, binds,
+    /// connections}`, where `connections` holds, for each bound connection, its
+    /// `bind` (`transceiver`, `transmitter`, `receiver`), the arrival time in seconds
+    /// of each `submit_sm` on it (`submits`) and how many `deliver_sm` went to it.
     pub fn stats(&mut self) -> Value {
         let before = self.events.lock().unwrap().len();
         self.command(json!({"cmd": "stats"}));

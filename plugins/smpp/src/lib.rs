@@ -12,11 +12,16 @@
 //!  "delivery_reports": true, "encoding": "auto", "enquire_link_ms": 30000}
 //! ```
 //!
+//! - `tls`: TLS from the first byte, the SMSC's certificate checked against the
+//!   system's roots (or the PEM file `SSL_CERT_FILE` names, for a private CA);
 //! - `bind`: `transceiver` (one session a bind) or `transmitter_receiver` (a
-//!   transmitter for submits and a receiver for deliveries, per bind);
+//!   transmitter for submits and a receiver for deliveries, per bind; a receipt may
+//!   come on any bind);
 //! - `window`: submits one bind may have unanswered (the gateway counts SMS; the
 //!   parts of a long text go out together);
-//! - `rate_per_second`: a cap on submits per bind (0: none);
+//! - `rate_per_second`: a cap on submits per bind (0: none), kept by pausing the
+//!   bind `1000 / rate` ms after each submit (the parts of a long text go together,
+//!   then pause as long as that many submits);
 //! - an alphanumeric sender goes as TON 5 / NPI 0, a number with
 //!   `number_source_ton` / `number_source_npi` (international / ISDN by default);
 //! - `encoding`: `auto` is GSM 03.38 7-bit when every character fits it and UCS-2
@@ -30,6 +35,7 @@
 //!   and names its status.
 
 mod config;
+mod parts;
 mod pdu;
 mod session;
 
@@ -41,11 +47,20 @@ use plugin_api::{
 };
 
 use config::{BindMode, Config};
+use parts::PartIds;
 use session::{Role, Session};
 
 pub struct Smpp {
     config: Config,
-    sessions: Mutex<HashMap<SessionId, Session>>,
+    sessions: Mutex<Sessions>,
+}
+
+/// The module's state, behind one lock: each session's, and what they share.
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<SessionId, Session>,
+    /// Long texts' later part ids, for receipts that may come on any session.
+    parts: PartIds,
 }
 
 impl Smpp {
@@ -72,7 +87,7 @@ impl SmsModule for Smpp {
     fn new(config: &str, _host: Host) -> Result<Self, ModuleError> {
         Ok(Smpp {
             config: Config::parse(config)?,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
         })
     }
 
@@ -97,7 +112,11 @@ impl SmsModule for Smpp {
     }
 
     fn session_event(&self, id: SessionId, event: SessionEvent) -> Result<Vec<SessionAction>, ModuleError> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Sessions {
+            by_id: sessions,
+            parts,
+        } = &mut *guard;
         match event {
             SessionEvent::Connected => {
                 let mut session = Session::new(self.role(id));
@@ -106,7 +125,7 @@ impl SmsModule for Smpp {
                 Ok(actions)
             }
             SessionEvent::Received(bytes) => match sessions.get_mut(&id) {
-                Some(session) => session.received(&bytes),
+                Some(session) => session.received(&bytes, parts),
                 None => Ok(Vec::new()),
             },
             SessionEvent::Timer => Ok(sessions
@@ -128,6 +147,7 @@ impl SmsModule for Smpp {
     fn session_send(&self, id: SessionId, sms: &OutboundSms) -> Result<Vec<SessionAction>, ModuleError> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let session = sessions
+            .by_id
             .get_mut(&id)
             .ok_or_else(|| ModuleError::transient("the session is gone"))?;
         session.submit(&self.config, sms)

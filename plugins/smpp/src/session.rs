@@ -14,7 +14,7 @@ use rusmpp::{
     Command, CommandId, CommandStatus, Pdu,
 };
 
-use crate::{config::Config, pdu};
+use crate::{config::Config, parts::PartIds, pdu};
 
 /// What a session binds as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +56,6 @@ pub struct Session {
     parts: HashMap<u32, (u64, usize)>,
     in_flight: HashMap<u64, InFlight>,
     next_sms: u64,
-    /// A concatenated SMS's later part ids → the first part's, for receipts.
-    pub part_of: HashMap<String, String>,
     /// The reference number of the next concatenated SMS.
     next_reference: u8,
 }
@@ -75,7 +73,6 @@ impl Session {
             parts: HashMap::new(),
             in_flight: HashMap::new(),
             next_sms: 0,
-            part_of: HashMap::new(),
             next_reference: 0,
         }
     }
@@ -222,19 +219,20 @@ impl Session {
         Ok(actions)
     }
 
-    /// Bytes read: every whole PDU in them handled.
-    pub fn received(&mut self, bytes: &[u8]) -> Result<Vec<SessionAction>, ModuleError> {
+    /// Bytes read: every whole PDU in them handled. `parts` is the module's map of
+    /// long texts' part ids, filled by answers and read by receipts.
+    pub fn received(&mut self, bytes: &[u8], parts: &mut PartIds) -> Result<Vec<SessionAction>, ModuleError> {
         self.buffer.extend_from_slice(bytes);
         let commands = pdu::decode_all(&mut self.buffer).map_err(ModuleError::transient)?;
         let mut actions = Vec::new();
         for command in commands {
-            self.command(command, &mut actions);
+            self.command(command, parts, &mut actions);
         }
         actions.extend(self.maybe_unbind());
         Ok(actions)
     }
 
-    fn command(&mut self, command: Command, actions: &mut Vec<SessionAction>) {
+    fn command(&mut self, command: Command, parts: &mut PartIds, actions: &mut Vec<SessionAction>) {
         let status = command.status();
         let sequence = command.sequence_number();
         // An answer with an error status may come without a body (no PDU): match on
@@ -258,12 +256,12 @@ impl Session {
                     Some(Pdu::SubmitSmResp(resp)) => resp.message_id().as_str().to_string(),
                     _ => String::new(),
                 };
-                self.answer(sequence, Answer::Status(status, id), actions);
+                self.answer(sequence, Answer::Status(status, id), parts, actions);
             }
-            CommandId::GenericNack => self.answer(sequence, Answer::GenericNack, actions),
+            CommandId::GenericNack => self.answer(sequence, Answer::GenericNack, parts, actions),
             CommandId::DeliverSm => {
                 if let Some(Pdu::DeliverSm(deliver)) = command.pdu() {
-                    if let Some(event) = self.delivery(deliver) {
+                    if let Some(event) = delivery(deliver, parts) {
                         actions.push(SessionAction::event(event));
                     }
                 }
@@ -283,7 +281,13 @@ impl Session {
     }
 
     /// A submit's answer: one part of an SMS settled; the SMS once all are.
-    fn answer(&mut self, sequence: u32, answer: Answer, actions: &mut Vec<SessionAction>) {
+    fn answer(
+        &mut self,
+        sequence: u32,
+        answer: Answer,
+        parts: &mut PartIds,
+        actions: &mut Vec<SessionAction>,
+    ) {
         let Some((key, part)) = self.parts.remove(&sequence) else {
             return;
         };
@@ -325,49 +329,50 @@ impl Session {
                 let ids: Vec<String> = sms.ids.into_iter().flatten().collect();
                 let first = ids.first().cloned().unwrap_or_default();
                 for later in ids.iter().skip(1) {
-                    self.part_of.insert(later.clone(), first.clone());
+                    parts.insert(later.clone(), first.clone());
                 }
                 Ok(first)
             }
         };
         actions.push(SessionAction::sent(sms.sms_id, result));
     }
+}
 
-    /// A `deliver_sm`: a delivery receipt, or an SMS from a phone.
-    fn delivery(&mut self, deliver: &rusmpp::pdus::DeliverSm) -> Option<CallbackEvent> {
-        let esm_class = u8::from(deliver.esm_class);
-        let coding = u8::from(deliver.data_coding);
-        let text = pdu::text(coding, deliver.short_message().as_ref());
-        let is_receipt = esm_class & 0x3C == 0x04 || esm_class & 0x3C == 0x10;
-        if is_receipt {
-            let from_tlv = deliver.tlvs().iter().find_map(|tlv| match tlv.value() {
-                Some(TlvValue::ReceiptedMessageId(id)) => Some(id.as_str().to_string()),
-                _ => None,
-            });
-            let (id, stat, err) = match pdu::parse_receipt(&text) {
-                Some((id, stat, err)) => (from_tlv.unwrap_or(id), stat, err),
-                None => (from_tlv?, String::new(), String::new()),
-            };
-            let id = self.part_of.get(&id).cloned().unwrap_or(id);
-            let detail = format!("stat:{stat} err:{err}");
-            return Some(CallbackEvent::delivery_report(
-                id,
-                None,
-                pdu::receipt_status(&stat),
-                detail,
-            ));
-        }
-        let from = deliver.source_addr.as_str();
-        let from = if deliver.source_addr_ton == Ton::International && !from.starts_with('+') {
-            format!("+{from}")
-        } else {
-            from.to_string()
+/// A `deliver_sm`: a delivery receipt (naming any part of a long text), or an SMS from
+/// a phone.
+fn delivery(deliver: &rusmpp::pdus::DeliverSm, parts: &PartIds) -> Option<CallbackEvent> {
+    let esm_class = u8::from(deliver.esm_class);
+    let coding = u8::from(deliver.data_coding);
+    let text = pdu::text(coding, deliver.short_message().as_ref());
+    let is_receipt = esm_class & 0x3C == 0x04 || esm_class & 0x3C == 0x10;
+    if is_receipt {
+        let from_tlv = deliver.tlvs().iter().find_map(|tlv| match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => Some(id.as_str().to_string()),
+            _ => None,
+        });
+        let (id, stat, err) = match pdu::parse_receipt(&text) {
+            Some((id, stat, err)) => (from_tlv.unwrap_or(id), stat, err),
+            None => (from_tlv?, String::new(), String::new()),
         };
-        Some(CallbackEvent::Inbound {
-            from: from.into(),
-            to: deliver.destination_addr.as_str().into(),
-            text: text.into(),
-            provider_id: String::new().into(),
-        })
+        let id = parts.first_part(id);
+        let detail = format!("stat:{stat} err:{err}");
+        return Some(CallbackEvent::delivery_report(
+            id,
+            None,
+            pdu::receipt_status(&stat),
+            detail,
+        ));
     }
+    let from = deliver.source_addr.as_str();
+    let from = if deliver.source_addr_ton == Ton::International && !from.starts_with('+') {
+        format!("+{from}")
+    } else {
+        from.to_string()
+    };
+    Some(CallbackEvent::Inbound {
+        from: from.into(),
+        to: deliver.destination_addr.as_str().into(),
+        text: text.into(),
+        provider_id: String::new().into(),
+    })
 }

@@ -1,5 +1,9 @@
 //! The `smpp` module through whole gateways, against a real SMSC someone else wrote:
-//! smpp34's server (tests/smpp/simulator.py, tests/src/smpp.rs).
+//! smpp34's server (tests/smpp/simulator.py, tests/src/smpp.rs). This file: traffic,
+//! long texts, receipts and MO, a lost SMSC, throttling, a wrong password; `binds.rs`:
+//! TLS, transmitter and receiver binds, the rate cap, receipts naming a later part.
+
+mod binds;
 
 use std::{
     collections::HashMap,
@@ -12,7 +16,12 @@ use e2e::{gateway_bin, smpp::Simulator, Api, InProcess, TestConfig, ADMIN_TOKEN,
 use serde_json::{json, Value};
 
 fn config(simulator: &Simulator, binds: u32, window: u32, password: &str) -> TestConfig {
-    let blob = json!({
+    config_with(simulator, binds, window, password, json!({}))
+}
+
+/// The blob of [`config`] with the keys of `more` added (or replaced).
+fn config_with(simulator: &Simulator, binds: u32, window: u32, password: &str, more: Value) -> TestConfig {
+    let mut blob = json!({
         "host": "127.0.0.1",
         "port": simulator.port,
         "system_id": "gateway",
@@ -21,6 +30,9 @@ fn config(simulator: &Simulator, binds: u32, window: u32, password: &str) -> Tes
         "window": window,
         "enquire_link_ms": 1000,
     });
+    for (key, value) in more.as_object().expect("an object of blob keys") {
+        blob[key] = value.clone();
+    }
     // Quick retries: a test waits for every SMS to go.
     TestConfig::new(
         "smpp",
@@ -52,6 +64,36 @@ async fn all_sent(api: &Api, ids: &[String]) -> Vec<Value> {
         messages.push(message);
     }
     messages
+}
+
+/// Asserts that a self-check's answer is what `gateway/openapi.json` documents for
+/// `POST /v1/admin/sms/check` (`ModuleCheck`, with its SESSION step), checked by the
+/// JSON Schema validator that openapi-spec-validator brings (jsonschema).
+fn documented_check(check: &Value) {
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/openapi.json");
+    let script = "import json, sys\n\
+                  from jsonschema import Draft202012Validator\n\
+                  doc = json.load(open(sys.argv[1]))\n\
+                  schema = {'$ref': '#/components/schemas/ModuleCheck', 'components': doc['components']}\n\
+                  Draft202012Validator(schema).validate(json.loads(sys.argv[2]))\n";
+    let run = || {
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(&spec)
+            .arg(check.to_string())
+            .output()
+            .expect("python3")
+    };
+    let mut output = run();
+    if String::from_utf8_lossy(&output.stderr).contains("No module named") {
+        e2e::pip_install("openapi-spec-validator==0.7.2");
+        output = run();
+    }
+    assert!(
+        output.status.success(),
+        "the check's answer is not the documented ModuleCheck: {check}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The short message of a submit, as bytes.
@@ -329,6 +371,8 @@ async fn a_wrong_password_shows_the_bind_failure_with_the_status_name() {
         check["error"], "module `smpp`: bind refused: ESME_RINVPASWD",
         "{check}"
     );
+    assert_eq!(check["steps"][0]["method"], "SESSION", "{check}");
+    documented_check(&check);
     let mut sent = Value::Null;
     for _ in 0..100 {
         let (status, answer) = api
