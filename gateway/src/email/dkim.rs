@@ -35,16 +35,18 @@ use rsa::{
 /// The headers the signature covers. A header an e-mail lacks is still named, which
 /// keeps anyone from adding it later without breaking the signature (RFC 6376 5.4).
 /// RFC 8058 wants both `List-Unsubscribe` headers signed for one-click unsubscribe.
+/// `Content-Type` and `Content-Transfer-Encoding` are not here: lettre writes them with
+/// the body part, where its signer does not see them, so naming them would sign them
+/// as absent and every receiver would fail the signature (dkimpy did).
 const SIGNED_HEADERS: &[&str] = &[
     "From",
+    "Reply-To",
     "To",
     "Cc",
     "Subject",
     "Date",
     "Message-ID",
     "MIME-Version",
-    "Content-Type",
-    "Content-Transfer-Encoding",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
 ];
