@@ -566,6 +566,7 @@ impl Drop for GatewayProcess {
     }
 }
 pub mod compat;
+pub mod dkim;
 pub mod line_peer;
 pub mod postgres;
 pub mod smpp;

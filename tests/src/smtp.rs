@@ -167,6 +167,7 @@ pub struct SmtpServerBuilder {
     reject_rcpt: Option<String>,
     pipelining: bool,
     smtputf8: bool,
+    keep_raw: bool,
 }
 
 impl SmtpServerBuilder {
@@ -210,6 +211,13 @@ impl SmtpServerBuilder {
     /// SMTPUTF8`, as aiosmtpd's `enable_SMTPUTF8` does.
     pub fn smtputf8(mut self) -> Self {
         self.smtputf8 = true;
+        self
+    }
+
+    /// Keeps each message's bytes as received in its event (`raw`, base64): see
+    /// [`SmtpServer::raw_messages`].
+    pub fn keep_raw(mut self) -> Self {
+        self.keep_raw = true;
         self
     }
 
@@ -265,6 +273,9 @@ impl SmtpServerBuilder {
         }
         if let Some(k) = self.drop_after {
             command.arg("--drop-after").arg(k.to_string());
+        }
+        if self.keep_raw {
+            command.arg("--keep-raw");
         }
         if self.pipelining {
             command.arg("--pipelining");
@@ -338,6 +349,7 @@ impl SmtpServer {
             reject_rcpt: None,
             pipelining: false,
             smtputf8: false,
+            keep_raw: false,
         }
     }
 
@@ -355,6 +367,21 @@ impl SmtpServer {
     /// The messages the server accepted (`"event": "message"`).
     pub fn messages(&self) -> Vec<Value> {
         messages(&self.events())
+    }
+
+    /// The bytes of each message accepted, as the server received them; needs
+    /// [`SmtpServerBuilder::keep_raw`].
+    pub fn raw_messages(&self) -> Vec<Vec<u8>> {
+        use base64::Engine;
+        self.messages()
+            .iter()
+            .map(|m| {
+                let raw = m["raw"].as_str().expect("the server was started with keep_raw");
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .expect("raw is base64")
+            })
+            .collect()
     }
 
     /// How many connections the server has seen.
