@@ -68,10 +68,7 @@ pub fn verify(dns_name: &str, record: &str, messages: &[Vec<u8>]) -> Vec<Verdict
     let record_file = dir.path().join("record.txt");
     std::fs::write(&record_file, record).unwrap();
     let mut command = Command::new("python3");
-    command
-        .arg(key_file("verify.py"))
-        .arg(dns_name)
-        .arg(&record_file);
+    command.arg(key_file("verify.py")).arg(dns_name).arg(&record_file);
     for (i, message) in messages.iter().enumerate() {
         let file = dir.path().join(format!("{i}.eml"));
         std::fs::write(&file, message).unwrap();

@@ -151,7 +151,10 @@ impl Dkim {
         check_name(selector)
             .map_err(|e| DkimError::Selector(format!("`{selector}` cannot be a selector: {e}")))?;
         let (key, public) = signing_key(private_key).map_err(DkimError::PrivateKey)?;
-        let published = public_key.map(parse_record).transpose().map_err(DkimError::PublicKey)?;
+        let published = public_key
+            .map(parse_record)
+            .transpose()
+            .map_err(DkimError::PublicKey)?;
         let config = DkimConfig::new(
             selector.to_string(),
             domain.to_string(),
@@ -222,7 +225,10 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.split('.').any(str::is_empty) {
         return Err("it has an empty label".into());
     }
-    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
         Some(c) => Err(format!("{c:?} is not allowed (letters, digits, -, _ and . are)")),
         None => Ok(()),
     }
@@ -361,7 +367,9 @@ fn parse_record(text: &str) -> Result<PublicKey, String> {
             .try_into()
             .map(PublicKey::Ed25519)
             .map_err(|_| "p= is not an Ed25519 public key (32 bytes)".to_string()),
-        other => Err(format!("k={other} is not a key type DKIM signs with (rsa, ed25519)")),
+        other => Err(format!(
+            "k={other} is not a key type DKIM signs with (rsa, ed25519)"
+        )),
     }
 }
 
@@ -469,7 +477,10 @@ mod tests {
         let new = |domain, selector, public| Dkim::new(domain, selector, RSA_PKCS8, public).unwrap_err();
         assert!(matches!(new("example", "s", None), DkimError::Domain(_)));
         assert!(matches!(new("exa mple.com", "s", None), DkimError::Domain(_)));
-        assert!(matches!(new("example.com", "s;x=1", None), DkimError::Selector(_)));
+        assert!(matches!(
+            new("example.com", "s;x=1", None),
+            DkimError::Selector(_)
+        ));
         assert!(matches!(new("example.com", "", None), DkimError::Selector(_)));
         let DkimError::PublicKey(reason) = new("example.com", "s", Some("v=DKIM1; k=rsa; p=")) else {
             panic!()

@@ -364,7 +364,8 @@ mod tests {
                 subject: subject.clone(),
                 ..payload()
             },
-            "0197-abc", None
+            "0197-abc",
+            None,
         )
         .unwrap();
         let longest = lines(&bytes).iter().map(String::len).max().unwrap();
@@ -401,7 +402,8 @@ mod tests {
                 ],
                 ..payload()
             },
-            "0197-abc", None
+            "0197-abc",
+            None,
         )
         .unwrap();
         let field = header_lines(&bytes, "To");
@@ -430,7 +432,8 @@ mod tests {
                     html,
                     ..payload()
                 },
-                "0197-abc", None
+                "0197-abc",
+                None,
             )
             .unwrap();
             let longest = lines(&bytes).iter().map(String::len).max().unwrap();

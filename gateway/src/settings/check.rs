@@ -322,7 +322,12 @@ fn dkim(raw: &RawDkim) -> Result<Option<Dkim>, SettingsError> {
                 "and email.dkim.private_key_file are both set: give the key one way",
             ))
         }
-        (None, None) => return Err(invalid("email.dkim.private_key_file", format!("is not set: {needed}"))),
+        (None, None) => {
+            return Err(invalid(
+                "email.dkim.private_key_file",
+                format!("is not set: {needed}"),
+            ))
+        }
         (Some(path), None) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 invalid(
@@ -330,7 +335,11 @@ fn dkim(raw: &RawDkim) -> Result<Option<Dkim>, SettingsError> {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            ("email.dkim.private_key_file", format!("{} ", path.display()), text)
+            (
+                "email.dkim.private_key_file",
+                format!("{} ", path.display()),
+                text,
+            )
         }
         (None, Some(text)) => ("email.dkim.private_key", String::new(), text.clone()),
     };

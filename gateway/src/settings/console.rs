@@ -101,7 +101,11 @@ impl Provider for ConsoleProvider<'_> {
 }
 
 /// Puts `value` at the dotted `key` of `table`, making the tables on the way.
-fn insert_nested(table: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) {
+fn insert_nested(
+    table: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    value: serde_json::Value,
+) {
     match key.split_once('.') {
         None => {
             table.insert(key.to_string(), value);

@@ -478,7 +478,9 @@ mod tests {
         ));
         assert!(e.starts_with("email.dkim.private_key: "), "{e}");
         assert!(!e.contains("hunter2"), "the secret is echoed: {e}");
-        let e = err(&dkim("domain = \"example.com\"\nselector = \"s\"\nprivate_key = 12"));
+        let e = err(&dkim(
+            "domain = \"example.com\"\nselector = \"s\"\nprivate_key = 12",
+        ));
         assert!(e.contains("email.dkim.private_key") && !e.contains("12"), "{e}");
     }
 
