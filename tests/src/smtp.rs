@@ -155,6 +155,17 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// The `[email]` section of a test gateway that sends to the SMTP server on `port` of
+/// 127.0.0.1: the shop's default sender, retries after 20 ms (at most 100 ms), then the
+/// `extra` lines of the same section (keys these lines do not set: TOML refuses a key
+/// set twice).
+pub fn email_section(port: u16, extra: &str) -> String {
+    format!(
+        "[email]\nhost = \"127.0.0.1\"\nport = {port}\ndefault_from = \"Shop <shop@example.com>\"\n\
+         retry_base_ms = 20\nretry_max_ms = 100\n{extra}\n"
+    )
+}
+
 /// Options for [`SmtpServer`]; [`SmtpServer::builder`] makes one with everything off.
 #[derive(Clone, Debug)]
 pub struct SmtpServerBuilder {

@@ -18,12 +18,12 @@ const DNS_NAME: &str = "s2048._domainkey.example.com";
 
 /// `[email]` sending to `server`, with `dkim` as its `[email.dkim]` section.
 fn email_section(server: &SmtpServer, dkim: &str) -> String {
-    format!(
-        "[email]\nhost = \"127.0.0.1\"\nport = {}\ndefault_from = \"Shop <shop@example.com>\"\n\
-         check_address = \"postmaster@example.com\"\n\
-         public_url = \"https://mail.example.com\"\nretry_base_ms = 20\nretry_max_ms = 100\n\
-         [email.dkim]\n{dkim}\n",
+    e2e::smtp::email_section(
         server.port,
+        &format!(
+            "check_address = \"postmaster@example.com\"\npublic_url = \"https://mail.example.com\"\n\
+             [email.dkim]\n{dkim}"
+        ),
     )
 }
 
@@ -89,7 +89,10 @@ async fn every_email_is_signed_and_dkimpy_verifies_it_until_it_is_altered() {
     for (message, verdict) in raw.iter().zip(verify(DNS_NAME, &record, &raw)) {
         let text = String::from_utf8_lossy(message);
         assert!(verdict.ok, "dkimpy refused:\n{}\n{text}", verdict.log);
-        assert_eq!((verdict.domain.as_str(), verdict.selector.as_str()), ("example.com", "s2048"));
+        assert_eq!(
+            (verdict.domain.as_str(), verdict.selector.as_str()),
+            ("example.com", "s2048")
+        );
     }
     let mailing = String::from_utf8_lossy(&raw[0]).to_lowercase();
     let signature = mailing
@@ -231,7 +234,10 @@ async fn a_bad_key_is_refused_at_start_at_reload_and_by_the_settings_api() {
     let (status, problem) = api.post("/v1/admin/reload", ADMIN_TOKEN, &json!({})).await;
     assert_eq!(status, 422, "{problem}");
     let detail = problem["detail"].as_str().unwrap();
-    assert!(detail.contains(&missing) && detail.contains("cannot read"), "{detail}");
+    assert!(
+        detail.contains(&missing) && detail.contains("cannot read"),
+        "{detail}"
+    );
     std::fs::write(&path, &good_toml).unwrap();
 
     // From the console: a file, then the key itself as a secret, each a 422 naming
@@ -298,10 +304,16 @@ async fn a_key_saved_in_the_console_is_a_secret_and_signs() {
     let (_, history) = api.get("/v1/admin/settings/history", ADMIN_TOKEN).await;
     let key_line = key.lines().nth(1).unwrap();
     for answer in [&view, &history, &saved] {
-        assert!(!answer.to_string().contains(key_line), "the key is shown: {answer}");
+        assert!(
+            !answer.to_string().contains(key_line),
+            "the key is shown: {answer}"
+        );
     }
     assert_eq!(view["settings"]["email.dkim.private_key"]["value"], "[redacted]");
-    assert_eq!(view["console"]["keys"]["email.dkim.private_key"]["set"], true, "{view}");
+    assert_eq!(
+        view["console"]["keys"]["email.dkim.private_key"]["set"], true,
+        "{view}"
+    );
     assert_eq!(view["settings"]["email.dkim.domain"]["value"], "example.com");
     assert!(
         history["versions"][0]["keys"]
