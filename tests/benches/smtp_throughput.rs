@@ -7,8 +7,14 @@
 //! PostgreSQL, which hold the 5 x 20 limits for the fleet (the mailing is posted to the
 //! first; all three deliver it). PostgreSQL runs with fsync on, as in production.
 //!
+//! Then mailings of 2 KB HTML on SQLite (issue 14): plain (the same body for all), with
+//! merge fields (`{{ name }}` and fields in the subject and the body, recipients as
+//! objects), and plain DKIM-signed (RSA 2048); the merge case's rate beside the plain
+//! one's is the cost of rendering (the aim: at most 15 % off).
+//!
 //! `cargo bench -p e2e --bench smtp_throughput`
-//! Environment: `N` (default 10000), `REPS` (default 3), `SHARED` (default `../shared`).
+//! Environment: `N` (default 10000), `REPS` (default 3), `SHARED` (default `../shared`),
+//! `ONLY` (run only the cases whose name contains it, such as `2 KB`).
 
 use std::{
     path::{Path, PathBuf},
@@ -17,6 +23,7 @@ use std::{
 };
 
 use e2e::{Api, GatewayProcess, TestConfig, SEND_TOKEN};
+use serde_json::{json, Value};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -52,6 +59,67 @@ fn sink_count(counts: &Path) -> u64 {
         })
         .and_then(|digits| digits.parse().ok())
         .unwrap_or(0)
+}
+
+/// What a case's mailing carries.
+#[derive(Clone, Copy, PartialEq)]
+enum Body {
+    /// "Hello": the engine's own cost.
+    Hello,
+    /// 2 KB of HTML, the same for every recipient.
+    Html2k,
+    /// 2 KB of HTML with merge fields, recipients as objects with a name and fields.
+    Merge2k,
+}
+
+/// About 2 KB of HTML: a newsletter paragraph repeated, with merge fields when `merge`.
+fn html_2k(merge: bool) -> String {
+    let greeting = if merge {
+        "<p>Dear {{ name }},</p>"
+    } else {
+        "<p>Dear customer,</p>"
+    };
+    let line = if merge {
+        "<p>Your order {{ fields.order }} ships to {{ fields.city }} this week; thanks for shopping with us.</p>\n"
+    } else {
+        "<p>Your order ships to your address this week; thanks for shopping with us, as always.</p>\n"
+    };
+    let mut html = format!("<html><body>{greeting}\n");
+    while html.len() < 2048 {
+        html.push_str(line);
+    }
+    html.push_str("</body></html>");
+    html
+}
+
+/// The mailing of `n` recipients a case posts.
+fn mailing(body: Body, n: usize) -> Value {
+    match body {
+        Body::Hello => {
+            let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
+            json!({ "subject": "Bench", "text": "Hello", "recipients": recipients })
+        }
+        Body::Html2k => {
+            let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
+            json!({ "subject": "Your weekly news", "html": html_2k(false), "recipients": recipients })
+        }
+        Body::Merge2k => {
+            let recipients: Vec<Value> = (0..n)
+                .map(|i| {
+                    json!({
+                        "email": format!("user{i}@example.org"),
+                        "name": format!("User {i}"),
+                        "fields": { "order": 100_000 + i, "city": "Köln" },
+                    })
+                })
+                .collect();
+            json!({
+                "subject": "{{ name }}, your weekly news",
+                "html": html_2k(true),
+                "recipients": recipients,
+            })
+        }
+    }
 }
 
 fn main() {
@@ -105,29 +173,48 @@ fn main() {
     );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
     let email = format!(
         "[log]\nlevel = \"warn\"\n[email]\nhost = \"127.0.0.1\"\nport = {port}\nmax_per_connection = 100\n\
          smtp_threads = 5\ndefault_from = \"bench@example.com\"\n"
     );
-    // (case, gateways, on PostgreSQL): a fleet holds the 5 x 20 limits together.
+    let signed = format!(
+        "{email}[email.dkim]\ndomain = \"example.com\"\nselector = \"s2048\"\nprivate_key_file = {:?}\n",
+        e2e::dkim::key_file("rsa2048.pem").display().to_string()
+    );
+    // (case, gateways, on PostgreSQL, body, signed): a fleet holds the 5 x 20 limits together.
     let cases = [
         (
             "gateway: POST /v1/mailings -> SQLite -> SMTP engine -> sink",
             1,
             false,
+            Body::Hello,
+            false,
         ),
-        ("gateway: the same on PostgreSQL", 1, true),
-        ("3 gateways on one PostgreSQL, 5 x 20 for the fleet", 3, true),
+        ("gateway: the same on PostgreSQL", 1, true, Body::Hello, false),
+        (
+            "3 gateways on one PostgreSQL, 5 x 20 for the fleet",
+            3,
+            true,
+            Body::Hello,
+            false,
+        ),
+        (PLAIN_2K, 1, false, Body::Html2k, false),
+        (MERGE_2K, 1, false, Body::Merge2k, false),
+        (SIGNED_2K, 1, false, Body::Html2k, true),
     ];
+    let only = std::env::var("ONLY").unwrap_or_default();
     let mut measured = Vec::new();
-    for (case, gateways, postgres) in cases {
+    for (case, gateways, postgres, body, dkim) in cases {
+        if !case.contains(&only) {
+            continue;
+        }
+        let request = mailing(body, n);
         let mut rates = Vec::new();
         for _ in 0..reps {
             let database = postgres.then(e2e::postgres::database);
             let configs: Vec<TestConfig> = (0..gateways)
                 .map(|_| {
-                    let config = TestConfig::new("file", None, "", &email);
+                    let config = TestConfig::new("file", None, "", if dkim { &signed } else { &email });
                     match &database {
                         Some(url) => config.with_storage_url(url),
                         None => config,
@@ -142,13 +229,7 @@ fn main() {
                 let api = Api::new(&fleet[0].url);
                 let before = sink_count(&sink_counts);
                 let started = Instant::now();
-                let (status, body) = api
-                    .post(
-                        "/v1/mailings",
-                        SEND_TOKEN,
-                        &serde_json::json!({ "subject": "Bench", "text": "Hello", "recipients": recipients }),
-                    )
-                    .await;
+                let (status, body) = api.post("/v1/mailings", SEND_TOKEN, &request).await;
                 assert_eq!(status, 202, "{body}");
                 let deadline = Instant::now() + Duration::from_secs(300);
                 while sink_count(&sink_counts) < before + n as u64 {
@@ -194,4 +275,20 @@ fn main() {
     for (case, rate, _) in &measured {
         println!("ratio to smtp-source batched: {:.2}  {case}", rate / batched);
     }
+    let rate_of = |name: &str| measured.iter().find(|(case, ..)| *case == name).map(|m| m.1);
+    if let Some(plain) = rate_of(PLAIN_2K) {
+        for name in [MERGE_2K, SIGNED_2K] {
+            if let Some(rate) = rate_of(name) {
+                println!(
+                    "ratio to the plain 2 KB mailing: {:.2} ({:+.0} %)  {name}",
+                    rate / plain,
+                    (rate / plain - 1.0) * 100.0
+                );
+            }
+        }
+    }
 }
+
+const PLAIN_2K: &str = "mailing of 2 KB HTML, the same for all (SQLite)";
+const MERGE_2K: &str = "mailing of 2 KB HTML with merge fields (SQLite)";
+const SIGNED_2K: &str = "mailing of 2 KB HTML, DKIM-signed RSA 2048 (SQLite)";

@@ -10,7 +10,9 @@ adds what the tests need to see and provoke:
   that caps messages per connection (Amazon SES answers 421 and hangs up);
 - ``--reject-rcpt`` makes chosen recipients permanently undeliverable (550 5.1.1);
 - ``--tls`` and ``--auth`` turn on STARTTLS, implicit TLS (SMTPS) and AUTH PLAIN/LOGIN;
-- ``--smtputf8`` announces SMTPUTF8 (RFC 6531) and takes addresses in UTF-8.
+- ``--smtputf8`` announces SMTPUTF8 (RFC 6531) and takes addresses in UTF-8;
+- ``--keep-raw`` adds each message's bytes as received (base64) to its event as ``raw``,
+  for a test that checks them with another tool (a DKIM verifier).
 
 It listens on 127.0.0.1 only. ``--port 0`` lets the system choose; the port chosen is
 in the ``--ready-file``, written once the server listens.
@@ -39,6 +41,7 @@ longest line of the message as received, in bytes without its CRLF.
 
 import argparse
 import asyncio
+import base64
 import email.parser
 import email.policy
 import json
@@ -76,6 +79,7 @@ class Behaviour:
         self.drop_after = args.drop_after
         self.reject_rcpt = args.reject_rcpt
         self.pipelining = args.pipelining
+        self.keep_raw = args.keep_raw
         self.next_session = 1
 
 
@@ -201,6 +205,7 @@ class Handler:
             list_unsubscribe_post=headers.get("List-Unsubscribe-Post"),
             max_line=max((len(line) for line in content.split(b"\r\n")), default=0),
             mail_options=list(envelope.mail_options),
+            **({"raw": base64.b64encode(content).decode("ascii")} if self.behaviour.keep_raw else {}),
         )
         return f"250 2.0.0 Ok: queued as S{server.session_id}M{server.accepted}"
 
@@ -246,6 +251,7 @@ def parse_args(argv):
     p.add_argument("--reject-rcpt", metavar="SUBSTRING")
     p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920) in EHLO")
     p.add_argument("--smtputf8", action="store_true", help="announce SMTPUTF8 (RFC 6531) in EHLO")
+    p.add_argument("--keep-raw", action="store_true", help="add each message's bytes (base64) to its event")
     args = p.parse_args(argv)
     if args.tls != "none" and not (args.cert and args.key):
         p.error("--tls starttls|implicit needs --cert and --key")

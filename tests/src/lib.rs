@@ -249,6 +249,15 @@ pub struct InProcess {
 }
 
 impl InProcess {
+    /// A gateway sending e-mail to `server` ([`smtp::email_section`] with the `extra`
+    /// lines of `[email]`; more sections may follow them), and a client of its API.
+    pub async fn sending_to(server: &smtp::SmtpServer, extra: &str) -> (InProcess, Api) {
+        let email = smtp::email_section(server.port, extra);
+        let gateway = InProcess::start(TestConfig::new("file", None, "", &email)).await;
+        let api = Api::new(&gateway.url);
+        (gateway, api)
+    }
+
     /// Starts a gateway with `config`; panics with the gateway's error if it fails.
     pub async fn start(config: TestConfig) -> InProcess {
         let loaded = gateway::settings::Loaded::from_toml(&config.toml).expect("test settings are valid");
@@ -566,6 +575,7 @@ impl Drop for GatewayProcess {
     }
 }
 pub mod compat;
+pub mod dkim;
 pub mod line_peer;
 pub mod postgres;
 pub mod smpp;

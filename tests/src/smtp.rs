@@ -155,6 +155,17 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// The `[email]` section of a test gateway that sends to the SMTP server on `port` of
+/// 127.0.0.1: the shop's default sender, retries after 20 ms (at most 100 ms), then the
+/// `extra` lines of the same section (keys these lines do not set: TOML refuses a key
+/// set twice).
+pub fn email_section(port: u16, extra: &str) -> String {
+    format!(
+        "[email]\nhost = \"127.0.0.1\"\nport = {port}\ndefault_from = \"Shop <shop@example.com>\"\n\
+         retry_base_ms = 20\nretry_max_ms = 100\n{extra}\n"
+    )
+}
+
 /// Options for [`SmtpServer`]; [`SmtpServer::builder`] makes one with everything off.
 #[derive(Clone, Debug)]
 pub struct SmtpServerBuilder {
@@ -167,6 +178,7 @@ pub struct SmtpServerBuilder {
     reject_rcpt: Option<String>,
     pipelining: bool,
     smtputf8: bool,
+    keep_raw: bool,
 }
 
 impl SmtpServerBuilder {
@@ -210,6 +222,13 @@ impl SmtpServerBuilder {
     /// SMTPUTF8`, as aiosmtpd's `enable_SMTPUTF8` does.
     pub fn smtputf8(mut self) -> Self {
         self.smtputf8 = true;
+        self
+    }
+
+    /// Keeps each message's bytes as received in its event (`raw`, base64): see
+    /// [`SmtpServer::raw_messages`].
+    pub fn keep_raw(mut self) -> Self {
+        self.keep_raw = true;
         self
     }
 
@@ -265,6 +284,9 @@ impl SmtpServerBuilder {
         }
         if let Some(k) = self.drop_after {
             command.arg("--drop-after").arg(k.to_string());
+        }
+        if self.keep_raw {
+            command.arg("--keep-raw");
         }
         if self.pipelining {
             command.arg("--pipelining");
@@ -338,6 +360,7 @@ impl SmtpServer {
             reject_rcpt: None,
             pipelining: false,
             smtputf8: false,
+            keep_raw: false,
         }
     }
 
@@ -355,6 +378,21 @@ impl SmtpServer {
     /// The messages the server accepted (`"event": "message"`).
     pub fn messages(&self) -> Vec<Value> {
         messages(&self.events())
+    }
+
+    /// The bytes of each message accepted, as the server received them; needs
+    /// [`SmtpServerBuilder::keep_raw`].
+    pub fn raw_messages(&self) -> Vec<Vec<u8>> {
+        use base64::Engine;
+        self.messages()
+            .iter()
+            .map(|m| {
+                let raw = m["raw"].as_str().expect("the server was started with keep_raw");
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .expect("raw is base64")
+            })
+            .collect()
     }
 
     /// How many connections the server has seen.

@@ -4,19 +4,8 @@
 
 use std::time::Duration;
 
-use e2e::{smtp::SmtpServer, Api, InProcess, TestConfig, SEND_TOKEN};
+use e2e::{smtp::SmtpServer, InProcess, SEND_TOKEN};
 use serde_json::{json, Value};
-
-async fn gateway(server: &SmtpServer) -> (InProcess, Api) {
-    let email = format!(
-        "[email]\nhost = \"127.0.0.1\"\nport = {}\ndefault_from = \"Shop <shop@example.com>\"\n\
-         retry_base_ms = 20\nretry_max_ms = 100\n",
-        server.port
-    );
-    let gateway = InProcess::start(TestConfig::new("file", None, "", &email)).await;
-    let api = Api::new(&gateway.url);
-    (gateway, api)
-}
 
 fn message_to<'a>(messages: &'a [Value], address: &str) -> &'a Value {
     messages
@@ -28,7 +17,7 @@ fn message_to<'a>(messages: &'a [Value], address: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_recipient_gets_their_own_fields_escaped_in_html_and_duplicates_get_one() {
     let server = SmtpServer::builder().start();
-    let (_gateway, api) = gateway(&server).await;
+    let (_gateway, api) = InProcess::sending_to(&server, "").await;
     let (status, body) = api
         .post(
             "/v1/mailings",
@@ -103,7 +92,7 @@ async fn each_recipient_gets_their_own_fields_escaped_in_html_and_duplicates_get
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_on_missing_fail_only_the_recipient_without_the_field_fails() {
     let server = SmtpServer::builder().start();
-    let (_gateway, api) = gateway(&server).await;
+    let (_gateway, api) = InProcess::sending_to(&server, "").await;
     let (status, body) = api
         .post(
             "/v1/mailings",
@@ -138,7 +127,7 @@ async fn with_on_missing_fail_only_the_recipient_without_the_field_fails() {
 #[tokio::test]
 async fn a_template_that_does_not_compile_is_a_422_naming_the_part_and_line() {
     let server = SmtpServer::builder().start();
-    let (_gateway, api) = gateway(&server).await;
+    let (_gateway, api) = InProcess::sending_to(&server, "").await;
     for (path, body, field, line) in [
         (
             "/v1/mailings",
@@ -202,7 +191,7 @@ async fn a_template_that_does_not_compile_is_a_422_naming_the_part_and_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_email_is_rendered_for_its_first_recipient_and_sent_once_per_address() {
     let server = SmtpServer::builder().start();
-    let (_gateway, api) = gateway(&server).await;
+    let (_gateway, api) = InProcess::sending_to(&server, "").await;
     let (status, body) = api
         .post(
             "/v1/email",

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{smtp::SmtpServer, Api, InProcess, TestConfig, SEND_TOKEN};
+use e2e::{smtp::SmtpServer, InProcess, SEND_TOKEN};
 use serde_json::json;
 
 const MINUTE_MS: u64 = 4000;
@@ -14,14 +14,14 @@ const MINUTE_MS: u64 = 4000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_per_minute_holds_at_the_server_for_a_100_recipient_mailing() {
     let server = SmtpServer::builder().pipelining().start();
-    let email = format!(
-        "[email]\nhost = \"127.0.0.1\"\nport = {}\ndefault_from = \"shop@example.com\"\n\
-         max_per_connection = 10\nsmtp_threads = 2\nmax_per_minute = 30\nmax_per_day = 1000\n\
-         quota_minute_ms = {MINUTE_MS}\nretry_base_ms = 20\nretry_max_ms = 100\n",
-        server.port
-    );
-    let gateway = InProcess::start(TestConfig::new("file", None, "", &email)).await;
-    let api = Api::new(&gateway.url);
+    let (_gateway, api) = InProcess::sending_to(
+        &server,
+        &format!(
+            "max_per_connection = 10\nsmtp_threads = 2\nmax_per_minute = 30\nmax_per_day = 1000\n\
+             quota_minute_ms = {MINUTE_MS}"
+        ),
+    )
+    .await;
     let recipients: Vec<String> = (0..100).map(|i| format!("user{i}@example.org")).collect();
     let started = Instant::now();
     let (status, body) = api

@@ -11,10 +11,12 @@ use serde_json::json;
 
 /// The `[email]` section for a server on `port`, with quick retries.
 fn email_section(port: u16, max: u32, threads: u32, extra: &str) -> String {
-    format!(
-        "[email]\nhost = \"127.0.0.1\"\nport = {port}\nmax_per_connection = {max}\nsmtp_threads = {threads}\n\
-         default_from = \"Shop <shop@example.com>\"\ncheck_address = \"check@example.org\"\n\
-         retry_base_ms = 20\nretry_max_ms = 100\nmax_attempts = 50\ncommand_timeout_ms = 5000\n{extra}\n"
+    e2e::smtp::email_section(
+        port,
+        &format!(
+            "max_per_connection = {max}\nsmtp_threads = {threads}\ncheck_address = \"check@example.org\"\n\
+             max_attempts = 50\ncommand_timeout_ms = 5000\n{extra}"
+        ),
     )
 }
 

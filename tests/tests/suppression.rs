@@ -5,19 +5,8 @@
 
 use std::{process::Command, time::Duration};
 
-use e2e::{gateway_bin, smtp::SmtpServer, Api, InProcess, TestConfig, ADMIN_TOKEN, SEND_TOKEN};
+use e2e::{gateway_bin, smtp::SmtpServer, Api, InProcess, ADMIN_TOKEN, SEND_TOKEN};
 use serde_json::{json, Value};
-
-async fn gateway(server: &SmtpServer) -> (InProcess, Api) {
-    let email = format!(
-        "[email]\nhost = \"127.0.0.1\"\nport = {}\ndefault_from = \"Shop <shop@example.com>\"\n\
-         retry_base_ms = 20\nretry_max_ms = 100\n",
-        server.port
-    );
-    let gateway = InProcess::start(TestConfig::new("file", None, "", &email)).await;
-    let api = Api::new(&gateway.url);
-    (gateway, api)
-}
 
 /// Posts a mailing to `recipients` and waits until nothing of it is queued or sending.
 async fn mailing(api: &Api, recipients: &[&str]) -> Value {
@@ -54,7 +43,7 @@ fn rcpts(server: &SmtpServer) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hard_bounce_and_an_admin_entry_receive_nothing_from_the_next_mailing() {
     let server = SmtpServer::builder().reject_rcpt("nobody").start();
-    let (_gateway, api) = gateway(&server).await;
+    let (_gateway, api) = InProcess::sending_to(&server, "").await;
 
     let first = mailing(&api, &["nobody@example.org", "ann@example.org"]).await;
     assert_eq!(
@@ -138,7 +127,7 @@ async fn a_hard_bounce_and_an_admin_entry_receive_nothing_from_the_next_mailing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_email_skips_suppressed_addresses_unless_transactional() {
     let server = SmtpServer::builder().start();
-    let (_gateway, api) = gateway(&server).await;
+    let (_gateway, api) = InProcess::sending_to(&server, "").await;
     let (status, _) = api
         .post(
             "/v1/admin/suppressions",
@@ -187,7 +176,7 @@ async fn a_single_email_skips_suppressed_addresses_unless_transactional() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_imports_and_exports_the_list_as_csv() {
     let server = SmtpServer::builder().start();
-    let (gateway, api) = gateway(&server).await;
+    let (gateway, api) = InProcess::sending_to(&server, "").await;
     let csv = gateway.config.dir.path().join("unsubscribed.csv");
     std::fs::write(
         &csv,

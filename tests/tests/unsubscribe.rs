@@ -6,18 +6,13 @@
 
 use std::time::Duration;
 
-use e2e::{smtp::SmtpServer, Api, GatewayProcess, InProcess, TestConfig, ADMIN_TOKEN, SEND_TOKEN};
+use e2e::{
+    smtp::{email_section, SmtpServer},
+    Api, GatewayProcess, InProcess, TestConfig, ADMIN_TOKEN, SEND_TOKEN,
+};
 use serde_json::{json, Value};
 
 const PUBLIC_URL: &str = "https://mail.example.com/gateway";
-
-fn email_section(server: &SmtpServer, extra: &str) -> String {
-    format!(
-        "[email]\nhost = \"127.0.0.1\"\nport = {}\ndefault_from = \"Shop <shop@example.com>\"\n\
-         retry_base_ms = 20\nretry_max_ms = 100\n{extra}\n",
-        server.port
-    )
-}
 
 async fn mailing(api: &Api, body: Value) -> Value {
     let (status, answer) = api.post("/v1/mailings", SEND_TOKEN, &body).await;
@@ -56,7 +51,7 @@ async fn a_one_click_unsubscribe_works_once_and_the_next_mailing_skips_the_addre
         "file",
         None,
         "",
-        &email_section(&server, &format!("public_url = \"{PUBLIC_URL}/\"")),
+        &email_section(server.port, &format!("public_url = \"{PUBLIC_URL}/\"")),
     );
     let gateway = InProcess::start(config).await;
     let api = Api::new(&gateway.url);
@@ -203,7 +198,7 @@ async fn a_one_click_unsubscribe_works_once_and_the_next_mailing_skips_the_addre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_public_url_no_header_and_the_log_settings_and_mailing_say_so() {
     let server = SmtpServer::builder().start();
-    let config = TestConfig::new("file", None, "", &email_section(&server, ""));
+    let config = TestConfig::new("file", None, "", &email_section(server.port, ""));
     let gateway = GatewayProcess::start(&config).await;
     let api = Api::new(&gateway.url);
     let counts = mailing(

@@ -92,6 +92,12 @@ pub(super) async fn settings(State(app): State<Arc<App>>) -> Result<Json<Setting
             if is_secret(key) {
                 let value = match key {
                     "sms.plugin_config" => live.settings.sms.plugin_config.expose().to_string(),
+                    // Kept only as the signer it became: the shown settings say whether
+                    // a value is in force (redacted), and that is all this tells.
+                    "email.dkim.private_key" => match live.shown.get(key) {
+                        Some(shown) if !shown.value.is_null() => "set".into(),
+                        _ => String::new(),
+                    },
                     _ => live
                         .settings
                         .email

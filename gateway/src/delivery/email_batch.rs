@@ -19,6 +19,7 @@ use lettre::address::Envelope;
 
 use super::connection_slot::ConnectionSlot;
 use crate::email::{
+    dkim::Dkim,
     error::{reply_text, Severity, SmtpError, Stage},
     message::{build, delivery_key, MailingRecipient, MailingShared, UnsubscribeLinks},
     session::Session,
@@ -184,7 +185,7 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
                 key,
                 mailing_id,
             });
-        match prepare(app, &leased, links.as_ref()) {
+        match prepare(app, &leased, links.as_ref(), live.settings.email.dkim.as_ref()) {
             Ok(ready) => pending.push_back(ready),
             Err(reason) => {
                 tracing::error!(message_id = %leased.id, %reason, "e-mail cannot be built");
@@ -298,9 +299,15 @@ async fn send_batch(app: &Arc<App>, live: &Arc<Live>, batch: Vec<Leased>, outcom
 }
 
 /// Parses a leased payload (a single e-mail, or one recipient of a mailing, rendered
-/// from the mailing's templates, compiled once per mailing) and builds it. A recipient
-/// whose render fails (a missing field with `on_missing: fail`) fails for good.
-fn prepare(app: &App, leased: &Leased, links: Option<&UnsubscribeLinks<'_>>) -> Result<Ready, String> {
+/// from the mailing's templates, compiled once per mailing) and builds it, signed with
+/// `dkim` when set. A recipient whose render fails (a missing field with
+/// `on_missing: fail`) fails for good.
+fn prepare(
+    app: &App,
+    leased: &Leased,
+    links: Option<&UnsubscribeLinks<'_>>,
+    dkim: Option<&Dkim>,
+) -> Result<Ready, String> {
     let payload = match &leased.mailing_payload {
         Some(shared) => {
             let shared: MailingShared = serde_json::from_str(shared)
@@ -318,7 +325,7 @@ fn prepare(app: &App, leased: &Leased, links: Option<&UnsubscribeLinks<'_>>) -> 
         None => serde_json::from_str(&leased.payload)
             .map_err(|e| format!("the stored e-mail cannot be read: {e}"))?,
     };
-    let (envelope, bytes) = build(&payload, &leased.id).map_err(|e| e.to_string())?;
+    let (envelope, bytes) = build(&payload, &leased.id, dkim).map_err(|e| e.to_string())?;
     Ok(Ready {
         id: leased.id.clone(),
         token: leased.token.clone(),

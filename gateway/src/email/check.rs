@@ -1,6 +1,8 @@
 //! *Check SMTP connection*: connect, EHLO, TLS, AUTH, `MAIL FROM` the default sender,
 //! `RCPT TO` the check address, then RSET and QUIT, sending nothing. Each step is
 //! reported with the server's reply; the check stops at the first step that fails.
+//! With `email.dkim` set, a last step says whether the private key matches the
+//! published public key (`email.dkim.public_key`), or which record to publish.
 
 use lettre::{
     transport::smtp::commands::{Mail, Quit, Rcpt, Rset},
@@ -119,6 +121,17 @@ pub async fn check(settings: &EmailSettings, target: &SmtpTarget) -> Report {
         match result {
             Ok(reply) => steps.push(passed(stage, reply_text(&reply))),
             Err(error) => return failed(steps, stage, error.code, error.text),
+        }
+    }
+    if let Some(dkim) = &settings.dkim {
+        match dkim.check() {
+            Ok(reply) => steps.push(Step {
+                step: Stage::Dkim,
+                ok: true,
+                code: None,
+                reply,
+            }),
+            Err(reply) => return failed(steps, Stage::Dkim, None, reply),
         }
     }
     Report {

@@ -18,6 +18,9 @@ pub enum Stage {
     Data,
     Rset,
     Quit,
+    /// The connection check's last step: the DKIM key against its published record.
+    /// Never an SMTP failure.
+    Dkim,
 }
 
 impl fmt::Display for Stage {
@@ -31,6 +34,7 @@ impl fmt::Display for Stage {
             Stage::Data => "DATA",
             Stage::Rset => "RSET",
             Stage::Quit => "QUIT",
+            Stage::Dkim => "DKIM",
         })
     }
 }

@@ -7,6 +7,7 @@ use lettre::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::dkim::Dkim;
 use super::header::{self, check_mailbox_fits};
 use super::template::{Merge, OnMissing, Part, Rendered, TemplateError, Templates};
 use super::unsubscribe::{UnsubscribeKey, Unsubscriber};
@@ -199,8 +200,12 @@ pub struct BuildError(String);
 ///
 /// No line passes 998 bytes: the subject and the address lists are folded (see
 /// [`header`]), and lettre gives a body with long lines a quoted-printable or base64
-/// transfer encoding.
-pub fn build(payload: &EmailPayload, id: &str) -> Result<(Envelope, Vec<u8>), BuildError> {
+/// transfer encoding. With `dkim`, the finished e-mail is signed.
+pub fn build(
+    payload: &EmailPayload,
+    id: &str,
+    dkim: Option<&Dkim>,
+) -> Result<(Envelope, Vec<u8>), BuildError> {
     let bad = |e: String| BuildError(e);
     let parse_all = |list: &[String]| -> Result<Vec<Mailbox>, BuildError> {
         list.iter().map(|a| parse_mailbox(a).map_err(bad)).collect()
@@ -246,6 +251,10 @@ pub fn build(payload: &EmailPayload, id: &str) -> Result<(Envelope, Vec<u8>), Bu
     headers.insert_raw(header::address_list("To", &to));
     if !cc.is_empty() {
         headers.insert_raw(header::address_list("Cc", &cc));
+    }
+    // Last: a header changed after this would break the signature.
+    if let Some(dkim) = dkim {
+        dkim.sign(&mut message);
     }
     let envelope = message.envelope().clone();
     Ok((envelope, message.formatted()))
@@ -307,7 +316,7 @@ mod tests {
 
     #[test]
     fn the_envelope_has_every_recipient_and_the_headers_hide_bcc() {
-        let (envelope, bytes) = build(&payload(), "0197-abc").unwrap();
+        let (envelope, bytes) = build(&payload(), "0197-abc", None).unwrap();
         let to: Vec<String> = envelope.to().iter().map(|a| a.to_string()).collect();
         assert_eq!(to, ["ann@example.org", "bob@example.org", "audit@example.com"]);
         assert_eq!(envelope.from().unwrap().to_string(), "shop@example.com");
@@ -356,6 +365,7 @@ mod tests {
                 ..payload()
             },
             "0197-abc",
+            None,
         )
         .unwrap();
         let longest = lines(&bytes).iter().map(String::len).max().unwrap();
@@ -376,7 +386,7 @@ mod tests {
 
     #[test]
     fn an_ordinary_subject_is_written_as_it_was() {
-        let (_, bytes) = build(&payload(), "0197-abc").unwrap();
+        let (_, bytes) = build(&payload(), "0197-abc", None).unwrap();
         assert_eq!(header_lines(&bytes, "Subject"), ["Subject: Your order"]);
     }
 
@@ -393,6 +403,7 @@ mod tests {
                 ..payload()
             },
             "0197-abc",
+            None,
         )
         .unwrap();
         let field = header_lines(&bytes, "To");
@@ -422,6 +433,7 @@ mod tests {
                     ..payload()
                 },
                 "0197-abc",
+                None,
             )
             .unwrap();
             let longest = lines(&bytes).iter().map(String::len).max().unwrap();

@@ -1,8 +1,8 @@
 //! E-mail: what is queued ([`message`]) with headers that always fit on a line
 //! ([`header`]), how a connection is secured ([`tls`]) and
 //! opened ([`connect`]), what is said on it ([`session`]) and how its failures are
-//! told apart ([`error`]), the admin's connection check ([`check`]), and merge fields
-//! ([`template`]). The engine
+//! told apart ([`error`]), the admin's connection check ([`check`]), merge fields
+//! ([`template`]) and DKIM signatures ([`dkim`]). The engine
 //! that delivers the queue within the two limits is in `crate::delivery::email`.
 //!
 //! The engine uses lettre's async SMTP connection directly, not its pool: lettre's
@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod connect;
+pub mod dkim;
 pub mod error;
 pub mod header;
 pub mod limits;
@@ -47,4 +48,6 @@ pub struct EmailSettings {
     pub public_url: Option<String>,
     /// `email.max_per_minute|hour|day`: the sending quota's windows; empty for none.
     pub quota: Vec<crate::store::QuotaWindow>,
+    /// `email.dkim`: the signer every e-mail goes through, when the section is set.
+    pub dkim: Option<dkim::Dkim>,
 }

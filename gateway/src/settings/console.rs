@@ -27,6 +27,11 @@ pub const CONSOLE_KEYS: &[&str] = &[
     "email.tls",
     "email.ca_file",
     "email.check_address",
+    "email.dkim.domain",
+    "email.dkim.selector",
+    "email.dkim.private_key_file",
+    "email.dkim.private_key",
+    "email.dkim.public_key",
     "sms.module",
     "sms.default_country_code",
     "sms.sender",
@@ -88,15 +93,31 @@ impl Provider for ConsoleProvider<'_> {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut nested = serde_json::Map::new();
         for (key, value) in &self.0.values {
-            let (section, name) = key.split_once('.').unwrap_or(("", key));
-            let section = nested
-                .entry(section.to_string())
-                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-            if let serde_json::Value::Object(section) = section {
-                section.insert(name.to_string(), value.clone());
-            }
+            // `email.dkim.domain` is `domain` in the table `dkim` of the section `email`.
+            insert_nested(&mut nested, key, value.clone());
         }
         Serialized::defaults(serde_json::Value::Object(nested)).data()
+    }
+}
+
+/// Puts `value` at the dotted `key` of `table`, making the tables on the way.
+fn insert_nested(
+    table: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    value: serde_json::Value,
+) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let inner = table
+                .entry(head.to_string())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(inner) = inner {
+                insert_nested(inner, rest, value);
+            }
+        }
     }
 }
 

@@ -455,6 +455,36 @@ mod tests {
     }
 
     #[test]
+    fn a_dkim_section_needs_its_domain_selector_and_one_key() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/dkim/rsa2048.pem");
+        let dkim = |lines: &str| format!("[email.dkim]\n{lines}");
+        let s = Settings::from_toml(&dkim(&format!(
+            "domain = \"example.com\"\nselector = \"s\"\nprivate_key_file = {file:?}"
+        )))
+        .unwrap();
+        assert_eq!(s.email.dkim.unwrap().selector, "s");
+        assert!(Settings::from_toml("").unwrap().email.dkim.is_none());
+
+        let e = err(&dkim(&format!("selector = \"s\"\nprivate_key_file = {file:?}")));
+        assert!(e.starts_with("email.dkim.domain: is not set"), "{e}");
+        let e = err(&dkim("domain = \"example.com\"\nselector = \"s\""));
+        assert!(e.starts_with("email.dkim.private_key_file: is not set"), "{e}");
+        let e = err(&dkim(&format!(
+            "domain = \"example.com\"\nselector = \"s\"\nprivate_key_file = {file:?}\nprivate_key = \"x\""
+        )));
+        assert!(e.contains("both set"), "{e}");
+        let e = err(&dkim(
+            "domain = \"example.com\"\nselector = \"s\"\nprivate_key = \"hunter2-dkim\"",
+        ));
+        assert!(e.starts_with("email.dkim.private_key: "), "{e}");
+        assert!(!e.contains("hunter2"), "the secret is echoed: {e}");
+        let e = err(&dkim(
+            "domain = \"example.com\"\nselector = \"s\"\nprivate_key = 12",
+        ));
+        assert!(e.contains("email.dkim.private_key") && !e.contains("12"), "{e}");
+    }
+
+    #[test]
     fn dead_after_has_a_default_and_a_floor_and_a_postgres_url_is_checked_without_echoing_it() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.storage.dead_after, Duration::from_secs(30));

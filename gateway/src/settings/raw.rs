@@ -97,6 +97,22 @@ pub(super) struct RawEmail {
     /// For tests only: how long the quota's "minute" is (an hour is 60 of them, a day
     /// 1440), so a test sees windows pass without waiting real minutes.
     pub(super) quota_minute_ms: u64,
+    pub(super) dkim: RawDkim,
+}
+
+/// `[email.dkim]`: unset, e-mails go out unsigned.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawDkim {
+    pub(super) domain: Option<String>,
+    pub(super) selector: Option<String>,
+    /// The private key's PEM file, read at every start and reload.
+    pub(super) private_key_file: Option<PathBuf>,
+    /// The private key itself, a secret: for the console and the environment, which
+    /// cannot put a file on every gateway. One of the two.
+    pub(super) private_key: Option<String>,
+    /// The TXT record published at `SELECTOR._domainkey.DOMAIN`, for the check.
+    pub(super) public_key: Option<String>,
 }
 
 impl Default for RawEmail {
@@ -122,6 +138,7 @@ impl Default for RawEmail {
             max_per_hour: None,
             max_per_day: None,
             quota_minute_ms: 60_000,
+            dkim: RawDkim::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::{Loaded, ENV_PREFIX};
 /// field of [`Settings`](super::Settings) must have its key here; a test below checks.
 const SECRET_KEYS: &[&str] = &[
     "email.password",
+    "email.dkim.private_key",
     "sms.plugin_config",
     "auth.tokens.*.token",
     "storage.url",
@@ -149,15 +150,24 @@ fn env_source(key: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Every secret the settings have, each set to a value containing `marker`.
-    const ALL_SECRETS: &str = "[storage]\nurl = \"postgres://marker-url@db/gateway\"\n\
-         [email]\nusername = \"u\"\npassword = \"marker-password\"\n\
-         [sms]\nplugin_config = \"marker-blob\"\n\
-         [[auth.tokens]]\ntoken = \"marker-token-0123456789\"\nrole = \"admin\"\n";
+    /// Every secret the settings have, each set to a value containing `marker` (the
+    /// DKIM key, which must be a key, as the test key in PKCS#8).
+    fn all_secrets() -> String {
+        format!(
+            "[storage]\nurl = \"postgres://marker-url@db/gateway\"\n\
+             [email]\nusername = \"u\"\npassword = \"marker-password\"\n\
+             [email.dkim]\ndomain = \"example.com\"\nselector = \"s\"\nprivate_key = '''{DKIM_KEY}'''\n\
+             [sms]\nplugin_config = \"marker-blob\"\n\
+             [[auth.tokens]]\ntoken = \"marker-token-0123456789\"\nrole = \"admin\"\n"
+        )
+    }
+    const DKIM_KEY: &str = include_str!("../../../tests/dkim/rsa2048.pem");
+    /// The same key in PKCS#1: another value of `email.dkim.private_key`.
+    const DKIM_KEY_PKCS1: &str = include_str!("../../../tests/dkim/rsa2048-pkcs1.pem");
 
     #[test]
     fn every_secret_field_of_the_settings_is_redacted_where_settings_are_shown() {
-        let loaded = Loaded::from_toml(ALL_SECRETS).unwrap();
+        let loaded = Loaded::from_toml(&all_secrets()).unwrap();
         let shown = loaded.describe();
         let text = serde_json::to_string(&shown).unwrap();
         assert!(!text.contains("marker"), "a secret is shown: {text}");
@@ -176,6 +186,7 @@ mod tests {
             redacted,
             [
                 "auth.tokens",
+                "email.dkim.private_key",
                 "email.password",
                 "sms.plugin_config",
                 "storage.url"
@@ -185,24 +196,30 @@ mod tests {
 
     #[test]
     fn a_reload_names_the_secret_keys_it_changes_but_never_their_values() {
-        let earlier = Loaded::from_toml(ALL_SECRETS).unwrap();
-        assert!(Loaded::from_toml(ALL_SECRETS)
+        let earlier = Loaded::from_toml(&all_secrets()).unwrap();
+        assert!(Loaded::from_toml(&all_secrets())
             .unwrap()
             .changed_since(&earlier)
             .is_empty());
-        let now =
-            Loaded::from_toml(&ALL_SECRETS.replace("marker", "other").replace("admin", "send")).unwrap();
+        let now = Loaded::from_toml(
+            &all_secrets()
+                .replace("marker", "other")
+                .replace("admin", "send")
+                .replace(DKIM_KEY, DKIM_KEY_PKCS1),
+        )
+        .unwrap();
         let changed = now.changed_since(&earlier);
         assert_eq!(
             changed,
             [
                 "auth.tokens",
+                "email.dkim.private_key",
                 "email.password",
                 "sms.plugin_config",
                 "storage.url"
             ]
         );
-        let role_only = Loaded::from_toml(&ALL_SECRETS.replace("admin", "send")).unwrap();
+        let role_only = Loaded::from_toml(&all_secrets().replace("admin", "send")).unwrap();
         assert_eq!(role_only.changed_since(&earlier), ["auth.tokens"]);
     }
 
@@ -213,6 +230,7 @@ mod tests {
             "auth.tokens.0",
             "auth.tokens.3.token",
             "email.password",
+            "email.dkim.private_key",
             "storage.url",
         ] {
             assert!(is_secret(key), "{key}");
@@ -224,6 +242,8 @@ mod tests {
             "auth.max_failures",
             "email",
             "email.username",
+            "email.dkim",
+            "email.dkim.private_key_file",
         ] {
             assert!(!is_secret(key), "{key}");
         }
