@@ -116,14 +116,26 @@ impl Recipients {
         mut keep: impl FnMut(MailingRecipient),
     ) -> Result<(), Problem> {
         for (i, recipient) in list.into_iter().enumerate() {
-            let checked = check(recipient)
-                .map_err(|(sub, reason)| Problem::invalid(format!("{field}[{i}]{sub}"), reason))?;
-            let mailbox = parse_mailbox(&checked.to).expect("checked above");
-            if self.insert(delivery_key(&mailbox.email)) {
-                keep(checked);
-            } else {
-                self.duplicates += 1;
-            }
+            self.add_one(field, i, recipient, &mut keep)?;
+        }
+        Ok(())
+    }
+
+    /// Checks and adds `recipient`, the `i`th of `field`.
+    pub(super) fn add_one(
+        &mut self,
+        field: &str,
+        i: usize,
+        recipient: Recipient,
+        keep: &mut impl FnMut(MailingRecipient),
+    ) -> Result<(), Problem> {
+        let checked = check(recipient)
+            .map_err(|(sub, reason)| Problem::invalid(format!("{field}[{i}]{sub}"), reason))?;
+        let mailbox = parse_mailbox(&checked.to).expect("checked above");
+        if self.insert(delivery_key(&mailbox.email)) {
+            keep(checked);
+        } else {
+            self.duplicates += 1;
         }
         Ok(())
     }
