@@ -7,7 +7,13 @@
 //! capped, and a module that hangs on every call ends up failing its calls by timeout
 //! instead of taking the gateway's threads.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use super::{calls::CallThreads, provider::ProviderObject, Library, LoadError, ModuleInfo};
 use crate::metrics::Metrics;
@@ -16,6 +22,16 @@ use plugin_api::{
     CallbackReply, CallbackRequest, HttpResponse, ModuleError, OutboundSms, SessionAction, SessionAction_NE,
     SessionEvent, SessionEvent_NE, SessionId, SessionPlan, Step, Step_NE,
 };
+
+/// What the thread running a batch of sends shares with its caller.
+struct BatchProgress {
+    answers: std::sync::Mutex<Vec<Option<RResult<Step_NE, ModuleError>>>>,
+    /// When the last answer came, in µs since `epoch`.
+    last_answer_us: AtomicU64,
+    /// Set by the caller once it gave up: no further SMS is handed over.
+    stop: AtomicBool,
+    epoch: std::time::Instant,
+}
 
 /// Records a call's duration when dropped, however the call ended.
 struct RecordCall<'a> {
@@ -125,63 +141,83 @@ impl Module {
     /// call still has the whole time limit, counted from the previous answer. The
     /// answers are in the order of `batch`; `None` for an SMS never handed to the module,
     /// because a call before it did not answer in time.
+    ///
+    /// The thread writes each answer into a shared list and wakes the caller once, at
+    /// the end (a wake-up per answer cost more than the calls); the caller watches the
+    /// time of the last answer to tell a batch that is slow from a call that hangs.
     pub async fn send_batch(&self, batch: Vec<OutboundSms>) -> Vec<Option<Result<Step, CallError>>> {
-        let mut answers: Vec<Option<Result<Step, CallError>>> = Vec::new();
-        answers.resize_with(batch.len(), || None);
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let progress = Arc::new(BatchProgress {
+            answers: std::sync::Mutex::new((0..batch.len()).map(|_| None).collect()),
+            last_answer_us: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            epoch: std::time::Instant::now(),
+        });
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let job = progress.clone();
+        let (metrics, module) = (self.metrics.clone(), self.info.name.clone());
         self.threads.submit(move |provider| {
             for (n, sms) in batch.iter().enumerate() {
                 // The caller gave up (a call before this one hung): stop handing SMS over.
-                if sender.is_closed() {
+                if job.stop.load(Ordering::Acquire) {
                     return;
                 }
                 let started = std::time::Instant::now();
                 let answer = provider.send(sms);
-                if sender.send((n, answer, started.elapsed())).is_err() {
-                    return;
+                if let Some(metrics) = &metrics {
+                    metrics.module_call(&module, "send", started.elapsed());
+                }
+                if let Some(slot) = job.answers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(n) {
+                    *slot = Some(answer);
+                }
+                job.last_answer_us
+                    .store(job.epoch.elapsed().as_micros() as u64, Ordering::Release);
+            }
+            let _ = done.send(());
+        });
+        let mut finished = finished;
+        let mut deadline = tokio::time::Instant::now() + self.call_timeout;
+        let complete = loop {
+            match tokio::time::timeout_at(deadline, &mut finished).await {
+                Ok(result) => break result.is_ok(),
+                Err(_) => {
+                    let last = Duration::from_micros(progress.last_answer_us.load(Ordering::Acquire));
+                    let next = tokio::time::Instant::from_std(progress.epoch + last) + self.call_timeout;
+                    if next > tokio::time::Instant::now() {
+                        deadline = next;
+                        continue;
+                    }
+                    progress.stop.store(true, Ordering::Release);
+                    self.threads.grow_if_stuck();
+                    break false;
                 }
             }
-        });
-        let mut left = answers.len();
-        while left > 0 {
-            match tokio::time::timeout(self.call_timeout, receiver.recv()).await {
-                Ok(Some((n, answer, took))) => {
-                    if let Some(metrics) = &self.metrics {
-                        metrics.module_call(&self.info.name, "send", took);
-                    }
-                    answers[n] = Some(match answer {
-                        RResult::ROk(step) => self.step(step, "send"),
-                        RResult::RErr(error) => Err(CallError::Module {
-                            module: self.info.name.clone(),
-                            error,
-                        }),
-                    });
-                    left -= 1;
-                }
-                Ok(None) => {
-                    // The thread ended mid-batch: a panic that escaped the module's guard
-                    // during the call in progress.
-                    if let Some(lost) = answers.iter_mut().find(|a| a.is_none()) {
-                        *lost = Some(Err(CallError::Thread {
-                            module: self.info.name.clone(),
-                            operation: "send",
-                            reason: "the call's thread ended without an answer".into(),
-                        }));
-                    }
-                    break;
-                }
-                Err(_) => {
-                    // The call in progress is cut off; those after it are never made.
-                    if let Some(stuck) = answers.iter_mut().find(|a| a.is_none()) {
-                        *stuck = Some(Err(CallError::Timeout {
-                            module: self.info.name.clone(),
-                            operation: "send",
-                            after: self.call_timeout,
-                        }));
-                    }
-                    self.threads.grow_if_stuck();
-                    break;
-                }
+        };
+        let answers = std::mem::take(&mut *progress.answers.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut answers: Vec<Option<Result<Step, CallError>>> = answers
+            .into_iter()
+            .map(|answer| {
+                answer.map(|answer| match answer {
+                    RResult::ROk(step) => self.step(step, "send"),
+                    RResult::RErr(error) => Err(CallError::Module {
+                        module: self.info.name.clone(),
+                        error,
+                    }),
+                })
+            })
+            .collect();
+        if !complete {
+            // The call after the last answer was cut off (or its thread ended in a panic
+            // that escaped the module's guard); those after it were never made.
+            let cut = answers
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |last| last + 1);
+            if let Some(stuck) = answers.get_mut(cut) {
+                *stuck = Some(Err(CallError::Timeout {
+                    module: self.info.name.clone(),
+                    operation: "send",
+                    after: self.call_timeout,
+                }));
             }
         }
         answers
