@@ -102,26 +102,16 @@ impl Recipients {
     /// `field[i].name`) when one is wrong; an address already added is skipped.
     pub(super) fn add(&mut self, field: &str, list: Vec<Recipient>) -> Result<(), Problem> {
         let mut kept = std::mem::take(&mut self.list);
-        let added = self.add_with(field, list, |recipient| kept.push(recipient));
+        let added = list
+            .into_iter()
+            .enumerate()
+            .try_for_each(|(i, recipient)| self.add_one(field, i, recipient, &mut |r| kept.push(r)));
         self.list = kept;
         added
     }
 
-    /// The same, handing each recipient kept to `keep` instead of `list` (a mailing
-    /// stores them as text at once, rather than hold every one twice).
-    pub(super) fn add_with(
-        &mut self,
-        field: &str,
-        list: Vec<Recipient>,
-        mut keep: impl FnMut(MailingRecipient),
-    ) -> Result<(), Problem> {
-        for (i, recipient) in list.into_iter().enumerate() {
-            self.add_one(field, i, recipient, &mut keep)?;
-        }
-        Ok(())
-    }
-
-    /// Checks and adds `recipient`, the `i`th of `field`.
+    /// Checks and adds `recipient`, the `i`th of `field`, handing it to `keep` if its
+    /// address is new (a mailing stores it as text at once rather than in `list`).
     pub(super) fn add_one(
         &mut self,
         field: &str,
