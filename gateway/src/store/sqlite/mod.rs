@@ -358,6 +358,7 @@ impl Readers {
             let conn = Connection::open(&self.path)?;
             conn.busy_timeout(schema::BUSY_TIMEOUT)?;
             conn.pragma_update(None, "query_only", true)?;
+            schema::keep_plans(&conn)?;
             Ok(conn)
         };
         open().map_err(database("open a read connection"))

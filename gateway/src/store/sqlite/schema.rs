@@ -25,6 +25,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// The newest schema this gateway knows.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
+/// Lets a prepared statement keep its plan whatever values are bound to it.
+///
+/// Without this, SQLite (built with STAT4) compiles a statement again whenever a value
+/// bound to it might change its plan, as `now` does at every lease: a lease would
+/// compile its statement every time, half its cost.
+pub(super) fn keep_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map(|_| ())
+}
+
 /// Sets up the write connection: WAL, commits on disk before they are answered.
 pub(super) fn configure_writer(conn: &Connection) -> Result<(), String> {
     let sqlite = |e: rusqlite::Error| e.to_string();
@@ -41,6 +51,10 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), String> {
     // FULL: a commit is on disk before the writer answers, which is what a 202 promises.
     conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite)?;
     conn.pragma_update(None, "foreign_keys", true).map_err(sqlite)?;
+    // Statement journals (every UPDATE of a row with a foreign key keeps one, to undo
+    // just that statement) stay in memory instead of spilling to a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(sqlite)?;
+    keep_plans(conn).map_err(sqlite)?;
     // A large mailing grows the write-ahead log; give the space back once it is checkpointed.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(sqlite)?;

@@ -177,7 +177,10 @@ fn take_waiting(writes: &mut mpsc::Receiver<Write>, batch: &mut Vec<Write>) -> b
 /// Applies `writes` in one transaction, counts the commit and answers every caller but
 /// those of writes that must land and did not: those it returns, to be applied again.
 pub(super) fn apply_batch(conn: &Connection, writes: Vec<Write>, state: &WriterState) -> Vec<Write> {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut begin| begin.execute([]))
+    {
         let error = database("begin a transaction")(e);
         tracing::error!(%error, "queue store: a batch of writes was refused");
         return fail(writes, &error, state);
@@ -199,8 +202,11 @@ pub(super) fn apply_batch(conn: &Connection, writes: Vec<Write>, state: &WriterS
             return fail(applied, &error, state);
         }
     }
-    match conn.execute_batch("COMMIT") {
-        Ok(()) => {
+    match conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut commit| commit.execute([]))
+    {
+        Ok(_) => {
             state.commits.fetch_add(1, Ordering::Relaxed);
             let mut kept = Vec::new();
             for write in applied {
