@@ -72,71 +72,67 @@ pub(super) fn lease(
 ) -> Result<Vec<Leased>, StoreError> {
     let failed = database("lease messages");
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    // Each half walks its own partial index in order and stops at `limit`, so a lease
-    // costs the same with ten messages queued or ten million.
-    let due: Vec<String> = conn
-        .prepare_cached(
-            "SELECT id FROM (
-                 SELECT * FROM (
-                     SELECT id, due_at FROM messages
-                     WHERE channel = ?1 AND status = 'queued' AND due_at <= ?2
-                     ORDER BY due_at LIMIT ?3)
-                 UNION ALL
-                 SELECT * FROM (
-                     SELECT id, due_at FROM messages
-                     WHERE channel = ?1 AND status = 'sending' AND lease_expires_at <= ?2
-                     ORDER BY due_at LIMIT ?3))
-             ORDER BY due_at, id LIMIT ?3",
-        )
-        .and_then(|mut select| {
-            select
-                .query_map(params![channel.as_str(), now, limit], |row| row.get(0))?
-                .collect()
-        })
-        .map_err(&failed)?;
-
-    let mut take = conn
+    // One statement takes the whole batch. Each half of the choice walks its own
+    // partial index in order and stops at `limit`, so a lease costs the same with ten
+    // messages queued or ten million; every row gets a token of its own, 128 random bits.
+    let mut taken: Vec<(i64, Leased)> = conn
         .prepare_cached(
             "UPDATE messages
-             SET status = 'sending', lease_owner = ?2, lease_token = ?5, lease_expires_at = ?3,
-                 attempts = attempts + 1, updated_at = ?4
-             WHERE id = ?1
-             RETURNING payload, attempts, mailing_id",
+             SET status = 'sending', lease_owner = ?4, lease_token = lower(hex(randomblob(16))),
+                 lease_expires_at = ?5, attempts = attempts + 1, updated_at = ?2
+             WHERE id IN (
+                 SELECT id FROM (
+                     SELECT * FROM (
+                         SELECT id, due_at FROM messages
+                         WHERE channel = ?1 AND status = 'queued' AND due_at <= ?2
+                         ORDER BY due_at LIMIT ?3)
+                     UNION ALL
+                     SELECT * FROM (
+                         SELECT id, due_at FROM messages
+                         WHERE channel = ?1 AND status = 'sending' AND lease_expires_at <= ?2
+                         ORDER BY due_at LIMIT ?3))
+                 ORDER BY due_at, id LIMIT ?3)
+             RETURNING due_at, id, lease_token, payload, attempts, mailing_id",
         )
+        .and_then(|mut take| {
+            let expires = now.saturating_add(lease_for);
+            take.query_map(params![channel.as_str(), now, limit, owner, expires], |row| {
+                Ok((
+                    row.get(0)?,
+                    Leased {
+                        id: row.get(1)?,
+                        token: LeaseToken::from_stored(row.get(2)?),
+                        payload: row.get(3)?,
+                        attempts: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                        mailing_id: row.get(5)?,
+                        mailing_payload: None,
+                    },
+                ))
+            })?
+            .collect()
+        })
         .map_err(&failed)?;
+    // RETURNING gives the rows in no promised order: the oldest due go first.
+    taken.sort_unstable_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.id.cmp(&y.id)));
+
     let mut shared = conn
         .prepare_cached("SELECT payload FROM mailings WHERE id = ?1")
         .map_err(&failed)?;
     let mut mailing_payloads: HashMap<String, String> = HashMap::new();
-    let expires = now.saturating_add(lease_for);
-
-    let mut leased = Vec::with_capacity(due.len());
-    for id in due {
-        let token = LeaseToken::new();
-        let (payload, attempts, mailing_id): (String, i64, Option<String>) = take
-            .query_row(params![id, owner, expires, now, token.as_str()], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
-            .map_err(&failed)?;
-        let mailing_payload = match &mailing_id {
-            None => None,
-            Some(mailing) => match mailing_payloads.get(mailing) {
-                Some(payload) => Some(payload.clone()),
+    let mut leased = Vec::with_capacity(taken.len());
+    for (_, mut message) in taken {
+        if let Some(mailing) = &message.mailing_id {
+            let payload = match mailing_payloads.get(mailing) {
+                Some(payload) => payload.clone(),
                 None => {
                     let payload: String = shared.query_row([mailing], |row| row.get(0)).map_err(&failed)?;
                     mailing_payloads.insert(mailing.clone(), payload.clone());
-                    Some(payload)
+                    payload
                 }
-            },
-        };
-        leased.push(Leased {
-            id,
-            token,
-            payload,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            mailing_id,
-            mailing_payload,
-        });
+            };
+            message.mailing_payload = Some(payload);
+        }
+        leased.push(message);
     }
     Ok(leased)
 }
