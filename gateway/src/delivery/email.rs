@@ -7,7 +7,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::connection_slot::ConnectionSlot;
@@ -20,18 +23,27 @@ use crate::{
 /// How often an idle engine looks for retries that came due.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
+/// How many batches wait leased, beyond the one the engine holds while it waits for a
+/// connection slot: enough that a slot that frees never waits for the store, few
+/// enough that a fleet's peers are not starved of work near a queue's end.
+const LEASED_AHEAD: usize = 1;
+
 /// Runs until `stop` is cancelled, then lets the batches in flight finish.
 ///
 /// A semaphore of `connections()` permits bounds the connections open at once (in a
 /// fleet, with a slot of the fleet's as well); a batch gives its permit back as soon as
-/// its connection is closed. The next batch is leased
-/// while the engine waits for a permit, so a connection that closes is followed at
-/// once by the next one.
+/// its connection is closed. Batches are leased by a task of their own, ahead of the
+/// slots, so a connection that closes is followed at once by the next one: the lease's
+/// write is never between a free slot and its next connection.
 pub async fn run(app: Arc<App>, stop: CancellationToken) {
+    let (ready, mut leased_ahead) = mpsc::channel(LEASED_AHEAD);
+    let leaser = tokio::spawn(lease_ahead(app.clone(), ready, stop.clone()));
     let mut batches = JoinSet::new();
     let mut slots: Option<(u32, Arc<Semaphore>)> = None;
-    let mut next: Option<(Arc<Live>, Vec<Leased>)> = None;
-    while !stop.is_cancelled() {
+    'batches: while let Some(leased) = tokio::select! {
+        _ = stop.cancelled() => None,
+        leased = leased_ahead.recv() => leased,
+    } {
         while batches.try_join_next().is_some() {}
         let live = app.live();
         let limits = live.settings.email.limits;
@@ -47,45 +59,62 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             let connections = limits.connections();
             slots = Some((connections, Arc::new(Semaphore::new(connections as usize))));
         }
-        let (batch_live, leased) = match next.take() {
-            Some(ready) => ready,
-            None if !quota_allows(&app, &live, &stop).await => continue,
-            None => match lease_batch(&app, &live).await {
-                Ok(leased) if leased.is_empty() => {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = app.email_queued.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                    }
-                    continue;
-                }
-                Ok(leased) => (live.clone(), leased),
-                Err(error) => {
-                    tracing::error!(%error, "cannot lease e-mails from the store; retrying in 1 s");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
+        let semaphore = &slots.as_ref().expect("set above").1;
+        // A batch leased before a reload that lowered the limit goes over more
+        // connections, each within the new limit.
+        let mut leased = leased;
+        while !leased.is_empty() {
+            let rest = leased.split_off(leased.len().min(limits.batch_size() as usize));
+            // Stopping with a batch in hand: its leases are released with the others.
+            let Some(slot) =
+                ConnectionSlot::take(&app, &live, semaphore.clone(), batch_lease(&live), &stop).await
+            else {
+                break 'batches;
+            };
+            batches.spawn(batch::deliver(app.clone(), live.clone(), leased, slot));
+            leased = rest;
+        }
+    }
+    drop(leased_ahead);
+    let _ = leaser.await;
+    while batches.join_next().await.is_some() {}
+}
+
+/// Leases one connection's batch after another into `ready`, each as soon as there is
+/// room for it, while the sending quota allows; waits for new e-mails when none are due.
+async fn lease_ahead(app: Arc<App>, ready: mpsc::Sender<Vec<Leased>>, stop: CancellationToken) {
+    loop {
+        let room = tokio::select! {
+            _ = stop.cancelled() => return,
+            room = ready.reserve() => match room {
+                Ok(room) => room,
+                Err(_) => return,
             },
         };
-        let semaphore = slots.as_ref().expect("set above").1.clone();
-        let hold_for = batch_lease(&batch_live);
-        // Stopping with a batch in hand: its leases are released with the others.
-        let Some(slot) = ConnectionSlot::take(&app, &batch_live, semaphore, hold_for, &stop).await else {
-            break;
-        };
-        batches.spawn(batch::deliver(app.clone(), batch_live, leased, slot));
-        // Lease the next batch now, while this one connects.
-        if !stop.is_cancelled() {
-            if let Ok(leased) = lease_batch(&app, &live).await {
-                if !leased.is_empty() {
-                    next = Some((live.clone(), leased));
+        let live = app.live();
+        if !quota_allows(&app, &live, &stop).await {
+            continue;
+        }
+        match lease_batch(&app, &live).await {
+            Ok(leased) if leased.is_empty() => {
+                drop(room);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = app.email_queued.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+            Ok(leased) => room.send(leased),
+            Err(error) => {
+                tracing::error!(%error, "cannot lease e-mails from the store; retrying in 1 s");
+                drop(room);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
     }
-    while batches.join_next().await.is_some() {}
 }
 
 /// Whether the sending quota lets an e-mail go now; if not, waits until it may (or a
