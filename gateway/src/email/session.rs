@@ -39,6 +39,24 @@ impl fmt::Display for Pipelined {
     }
 }
 
+/// `text` as the content of DATA (RFC 5321, 4.5.2): a dot that starts a line doubled,
+/// then CRLF . CRLF.
+fn dot_stuffed(text: &str) -> String {
+    let mut wire = String::with_capacity(text.len() + text.len() / 64 + 5);
+    let mut rest = text;
+    if rest.starts_with('.') {
+        wire.push('.');
+    }
+    while let Some(at) = rest.find("\r\n.") {
+        wire.push_str(&rest[..at + 2]);
+        wire.push('.');
+        rest = &rest[at + 2..];
+    }
+    wire.push_str(rest);
+    wire.push_str("\r\n.\r\n");
+    wire
+}
+
 impl Session {
     /// A session on a connection that has been greeted (EHLO answered).
     pub(super) fn new(
@@ -109,8 +127,7 @@ impl Session {
                         .await?;
                 }
                 self.command(Stage::Data, Data).await?;
-                let timeout = self.command_timeout;
-                limit(Stage::Data, timeout, self.connection.message(bytes)).await
+                self.content(bytes).await
             }
             .await
         };
@@ -173,7 +190,7 @@ impl Session {
         }
         let data = limit(Stage::Data, timeout, self.connection.read_response()).await;
         match (refusal, data) {
-            (None, Ok(_)) => limit(Stage::Data, timeout, self.connection.message(bytes)).await,
+            (None, Ok(_)) => self.content(bytes).await,
             (None, Err(error)) => Err(error),
             (Some(refusal), data) => {
                 // DATA was accepted although part of the envelope was not (another
@@ -184,6 +201,24 @@ impl Session {
                 }
                 Err(refusal)
             }
+        }
+    }
+
+    /// The message after DATA was accepted, dot-stuffed and ended by `.` in one write
+    /// (lettre's own writes the end in a second one), then the server's reply.
+    async fn content(&mut self, bytes: &[u8]) -> Result<Response, SmtpError> {
+        let timeout = self.command_timeout;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                limit(
+                    Stage::Data,
+                    timeout,
+                    self.connection.command(Pipelined(dot_stuffed(text))),
+                )
+                .await
+            }
+            // Built e-mails are text; anything else goes lettre's way.
+            Err(_) => limit(Stage::Data, timeout, self.connection.message(bytes)).await,
         }
     }
 
@@ -369,6 +404,19 @@ mod tests {
         )
     }
 
+    #[test]
+    fn dots_that_start_a_line_are_doubled_as_lettre_does() {
+        for (text, wire) in [
+            ("Hello", "Hello\r\n.\r\n"),
+            (".first\r\n", "..first\r\n\r\n.\r\n"),
+            ("a\r\n.\r\n..b\r\n.", "a\r\n..\r\n...b\r\n..\r\n.\r\n"),
+            ("no.dot\r\nat.start", "no.dot\r\nat.start\r\n.\r\n"),
+            ("", "\r\n.\r\n"),
+        ] {
+            assert_eq!(dot_stuffed(text), wire, "{text:?}");
+        }
+    }
+
     #[tokio::test]
     async fn with_pipelining_mail_rcpt_and_data_go_in_one_write() {
         let script = vec![
@@ -407,6 +455,10 @@ mod tests {
         assert!(
             writes.contains(&"MAIL FROM:<a@x.test>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n".into()),
             "and so does the next e-mail's, without asking EHLO again: {writes:?}"
+        );
+        assert!(
+            writes.contains(&MESSAGE_ON_THE_WIRE.into()),
+            "the message and its end go in one write: {writes:?}"
         );
     }
 
