@@ -137,7 +137,7 @@ pub struct App {
     /// Where the sessions of every module generation send what they deliver.
     pub session_events: EventSender,
     /// Mailings' merge-field templates, compiled once per mailing by the SMTP engine.
-    pub templates: crate::email::template::Compiled,
+    pub templates: crate::email::template::Compiled<Result<crate::email::message::Mailing, String>>,
     /// The key of unsubscribe links, read from the store on first use.
     unsubscribe_key: tokio::sync::OnceCell<crate::email::unsubscribe::UnsubscribeKey>,
     /// The settings in force, as loaded: what a reload compares against. Also held

@@ -21,7 +21,7 @@ use super::connection_slot::ConnectionSlot;
 use crate::email::{
     dkim::Dkim,
     error::{reply_text, Severity, SmtpError, Stage},
-    message::{build, delivery_key, MailingRecipient, MailingShared, UnsubscribeLinks},
+    message::{build, build_parsed, delivery_key, Addresses, Mailing, MailingRecipient, UnsubscribeLinks},
     session::Session,
 };
 use crate::{
@@ -308,24 +308,31 @@ fn prepare(
     links: Option<&UnsubscribeLinks<'_>>,
     dkim: Option<&Dkim>,
 ) -> Result<Ready, String> {
-    let payload = match &leased.mailing_payload {
-        Some(shared) => {
-            let shared: MailingShared = serde_json::from_str(shared)
-                .map_err(|e| format!("the stored mailing cannot be read: {e}"))?;
+    let (envelope, bytes) = match &leased.mailing_payload {
+        Some(stored) => {
             let recipient: MailingRecipient = serde_json::from_str(&leased.payload)
                 .map_err(|e| format!("the stored recipient cannot be read: {e}"))?;
             let mailing_id = leased.mailing_id.as_deref().unwrap_or(&leased.id);
-            let templates = app.templates.get_or_compile(mailing_id, || shared.compile());
-            let templates = templates
-                .as_ref()
-                .as_ref()
-                .map_err(|e| format!("the mailing's template does not compile: {e}"))?;
-            recipient.render(&shared, templates, links)?
+            let mailing = app
+                .templates
+                .get_or_compile(mailing_id, || Mailing::prepare(stored));
+            let mailing = mailing.as_ref().as_ref()?;
+            let (payload, to) = recipient.render(mailing, links)?;
+            let addresses = Addresses {
+                from: mailing.from.clone(),
+                to: vec![to],
+                cc: Vec::new(),
+                bcc: Vec::new(),
+            };
+            build_parsed(&payload, addresses, &leased.id, dkim)
         }
-        None => serde_json::from_str(&leased.payload)
-            .map_err(|e| format!("the stored e-mail cannot be read: {e}"))?,
-    };
-    let (envelope, bytes) = build(&payload, &leased.id, dkim).map_err(|e| e.to_string())?;
+        None => {
+            let payload = serde_json::from_str(&leased.payload)
+                .map_err(|e| format!("the stored e-mail cannot be read: {e}"))?;
+            build(&payload, &leased.id, dkim)
+        }
+    }
+    .map_err(|e| e.to_string())?;
     Ok(Ready {
         id: leased.id.clone(),
         token: leased.token.clone(),

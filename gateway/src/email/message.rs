@@ -62,6 +62,32 @@ impl MailingShared {
     }
 }
 
+/// A mailing as the SMTP engine sends it: its shared part read once, its sender parsed
+/// and its templates compiled.
+#[derive(Debug)]
+pub struct Mailing {
+    pub shared: MailingShared,
+    pub from: Mailbox,
+    pub templates: Templates,
+}
+
+impl Mailing {
+    /// Reads a mailing's shared part as stored.
+    pub fn prepare(stored: &str) -> Result<Mailing, String> {
+        let shared: MailingShared =
+            serde_json::from_str(stored).map_err(|e| format!("the stored mailing cannot be read: {e}"))?;
+        let from = parse_mailbox(&shared.from).map_err(|e| format!("the mailing's sender: {e}"))?;
+        let templates = shared
+            .compile()
+            .map_err(|e| format!("the mailing's template does not compile: {e}"))?;
+        Ok(Mailing {
+            shared,
+            from,
+            templates,
+        })
+    }
+}
+
 /// One mailing recipient's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailingRecipient {
@@ -88,6 +114,15 @@ impl MailingRecipient {
             line: None,
             reason,
         })?;
+        self.render_for(&mailbox, templates, unsubscribe_url)
+    }
+
+    fn render_for(
+        &self,
+        mailbox: &Mailbox,
+        templates: &Templates,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<Rendered, TemplateError> {
         let email = mailbox.email.to_string();
         templates.render(&Merge {
             email: &email,
@@ -101,24 +136,21 @@ impl MailingRecipient {
         parse_mailbox(&self.to).map_err(|reason| format!("the recipient's address is unreadable: {reason}"))
     }
 
-    /// The recipient's e-mail rendered from the mailing's `templates`, with its own
-    /// unsubscribe link (`{{ unsubscribe_url }}` and `List-Unsubscribe`) when the
-    /// gateway has a public URL.
+    /// The recipient's e-mail rendered from `mailing`, with its own unsubscribe link
+    /// (`{{ unsubscribe_url }}` and `List-Unsubscribe`) when the gateway has a public
+    /// URL; and the recipient's mailbox.
     pub fn render(
         &self,
-        shared: &MailingShared,
-        templates: &Templates,
+        mailing: &Mailing,
         links: Option<&UnsubscribeLinks<'_>>,
-    ) -> Result<EmailPayload, String> {
-        let link = match links {
-            Some(links) => Some(links.link(&delivery_key(&self.mailbox()?.email))),
-            None => None,
-        };
+    ) -> Result<(EmailPayload, Mailbox), String> {
+        let mailbox = self.mailbox()?;
+        let link = links.map(|links| links.link(&delivery_key(&mailbox.email)));
         let rendered = self
-            .render_with(templates, link.as_deref())
+            .render_for(&mailbox, &mailing.templates, link.as_deref())
             .map_err(|e| format!("the template did not render for this recipient: {e}"))?;
-        Ok(EmailPayload {
-            from: shared.from.clone(),
+        let payload = EmailPayload {
+            from: mailing.shared.from.clone(),
             to: vec![self.to.clone()],
             cc: Vec::new(),
             bcc: Vec::new(),
@@ -126,7 +158,8 @@ impl MailingRecipient {
             text: rendered.text,
             html: rendered.html,
             list_unsubscribe: link,
-        })
+        };
+        Ok((payload, mailbox))
     }
 }
 
@@ -210,9 +243,34 @@ pub fn build(
     let parse_all = |list: &[String]| -> Result<Vec<Mailbox>, BuildError> {
         list.iter().map(|a| parse_mailbox(a).map_err(bad)).collect()
     };
-    let (to, cc) = (parse_all(&payload.to)?, parse_all(&payload.cc)?);
+    let addresses = Addresses {
+        from: parse_mailbox(&payload.from).map_err(bad)?,
+        to: parse_all(&payload.to)?,
+        cc: parse_all(&payload.cc)?,
+        bcc: parse_all(&payload.bcc)?,
+    };
+    build_parsed(payload, addresses, id, dkim)
+}
+
+/// The mailboxes of an e-mail, parsed from its payload's.
+pub struct Addresses {
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+}
+
+/// [`build`] with the payload's addresses already parsed.
+pub fn build_parsed(
+    payload: &EmailPayload,
+    addresses: Addresses,
+    id: &str,
+    dkim: Option<&Dkim>,
+) -> Result<(Envelope, Vec<u8>), BuildError> {
+    let bad = |e: String| BuildError(e);
+    let Addresses { from, to, cc, bcc } = addresses;
     let mut builder = Message::builder()
-        .from(parse_mailbox(&payload.from).map_err(bad)?)
+        .from(from)
         .subject(payload.subject.clone())
         .message_id(Some(format!("<{id}@gateway>")));
     for mailbox in &to {
@@ -221,7 +279,7 @@ pub fn build(
     for mailbox in &cc {
         builder = builder.cc(mailbox.clone());
     }
-    for bcc in parse_all(&payload.bcc)? {
+    for bcc in bcc {
         builder = builder.bcc(bcc);
     }
     builder = builder.header(GatewayId(id.to_string()));

@@ -200,23 +200,27 @@ impl Templates {
     }
 }
 
-/// Mailings' templates compiled at send time, kept so that a mailing is compiled once,
-/// not once per batch. Bounded: past `CAPACITY` mailings the cache starts over, which
-/// costs one compile per mailing in flight.
-#[derive(Debug, Default)]
-pub struct Compiled {
-    by_mailing: Mutex<HashMap<String, Arc<Result<Templates, TemplateError>>>>,
+/// Mailings as prepared at send time (their templates compiled), kept so that a mailing
+/// is prepared once, not once per e-mail. Bounded: past `CAPACITY` mailings the cache
+/// starts over, which costs one preparation per mailing in flight.
+#[derive(Debug)]
+pub struct Compiled<T> {
+    by_mailing: Mutex<HashMap<String, Arc<T>>>,
 }
 
-impl Compiled {
+impl<T> Default for Compiled<T> {
+    fn default() -> Self {
+        Compiled {
+            by_mailing: Mutex::default(),
+        }
+    }
+}
+
+impl<T> Compiled<T> {
     const CAPACITY: usize = 256;
 
-    /// The templates of mailing `id`, compiled by `compile` the first time.
-    pub fn get_or_compile(
-        &self,
-        id: &str,
-        compile: impl FnOnce() -> Result<Templates, TemplateError>,
-    ) -> Arc<Result<Templates, TemplateError>> {
+    /// Mailing `id` as `compile` prepares it the first time.
+    pub fn get_or_compile(&self, id: &str, compile: impl FnOnce() -> T) -> Arc<T> {
         let mut cache = self
             .by_mailing
             .lock()
