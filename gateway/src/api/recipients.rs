@@ -2,6 +2,7 @@
 //! `{email, name?, fields?}` for merge fields), checked once, duplicates dropped; and
 //! the templates' compile check, as 422s naming the field.
 
+use lettre::message::Mailbox;
 use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
@@ -119,9 +120,8 @@ impl Recipients {
         recipient: Recipient,
         keep: &mut impl FnMut(MailingRecipient),
     ) -> Result<(), Problem> {
-        let checked = check(recipient)
+        let (checked, mailbox) = check(recipient)
             .map_err(|(sub, reason)| Problem::invalid(format!("{field}[{i}]{sub}"), reason))?;
-        let mailbox = parse_mailbox(&checked.to).expect("checked above");
         if self.insert(delivery_key(&mailbox.email)) {
             keep(checked);
         } else {
@@ -146,16 +146,17 @@ impl Recipients {
 }
 
 /// One recipient checked: its mailbox parsed (with its name, if given), its name free of
-/// line breaks. The error names the part of the recipient at fault.
-fn check(recipient: Recipient) -> Result<MailingRecipient, (&'static str, String)> {
+/// line breaks; and the mailbox. The error names the part of the recipient at fault.
+fn check(recipient: Recipient) -> Result<(MailingRecipient, Mailbox), (&'static str, String)> {
     match recipient {
         Recipient::Address(address) => {
             let mailbox = parse_mailbox(&address).map_err(|reason| ("", reason))?;
-            Ok(MailingRecipient {
+            let checked = MailingRecipient {
                 to: mailbox.to_string(),
                 name: None,
                 fields: Default::default(),
-            })
+            };
+            Ok((checked, mailbox))
         }
         Recipient::Object(object) => {
             let mut mailbox = parse_mailbox(&object.email).map_err(|reason| (".email", reason))?;
@@ -165,11 +166,12 @@ fn check(recipient: Recipient) -> Result<MailingRecipient, (&'static str, String
             }
             // Parsed again as written, so that a name no header line could hold is refused.
             let to = parse_mailbox(&mailbox.to_string()).map_err(|reason| (".name", reason))?;
-            Ok(MailingRecipient {
+            let checked = MailingRecipient {
                 to: to.to_string(),
                 name: object.name,
                 fields: object.fields.unwrap_or_default(),
-            })
+            };
+            Ok((checked, to))
         }
     }
 }
