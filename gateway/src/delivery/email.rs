@@ -8,7 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
-    sync::{mpsc, Semaphore},
+    sync::{mpsc, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -23,10 +23,14 @@ use crate::{
 /// How often an idle engine looks for retries that came due.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-/// How many batches wait leased, beyond the one the engine holds while it waits for a
-/// connection slot: enough that a slot that frees never waits for the store, few
-/// enough that a fleet's peers are not starved of work near a queue's end.
+/// How many batches may wait leased for a connection slot: enough that a slot that
+/// frees never waits for the store, few enough that a fleet's peers are not starved of
+/// work near a queue's end.
 const LEASED_AHEAD: usize = 1;
+
+/// A batch leased ahead, with its place among the [`LEASED_AHEAD`], given back once the
+/// batch has its connection slot.
+type Ahead = (OwnedSemaphorePermit, Vec<Leased>);
 
 /// Runs until `stop` is cancelled, then lets the batches in flight finish.
 ///
@@ -36,11 +40,11 @@ const LEASED_AHEAD: usize = 1;
 /// slots, so a connection that closes is followed at once by the next one: the lease's
 /// write is never between a free slot and its next connection.
 pub async fn run(app: Arc<App>, stop: CancellationToken) {
-    let (ready, mut leased_ahead) = mpsc::channel(LEASED_AHEAD);
+    let (ready, mut leased_ahead) = mpsc::channel::<Ahead>(LEASED_AHEAD);
     let leaser = tokio::spawn(lease_ahead(app.clone(), ready, stop.clone()));
     let mut batches = JoinSet::new();
     let mut slots: Option<(u32, Arc<Semaphore>)> = None;
-    'batches: while let Some(leased) = tokio::select! {
+    'batches: while let Some((place, leased)) = tokio::select! {
         _ = stop.cancelled() => None,
         leased = leased_ahead.recv() => leased,
     } {
@@ -74,22 +78,22 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             batches.spawn(batch::deliver(app.clone(), live.clone(), leased, slot));
             leased = rest;
         }
+        drop(place);
     }
     drop(leased_ahead);
     let _ = leaser.await;
     while batches.join_next().await.is_some() {}
 }
 
-/// Leases one connection's batch after another into `ready`, each as soon as there is
-/// room for it, while the sending quota allows; waits for new e-mails when none are due.
-async fn lease_ahead(app: Arc<App>, ready: mpsc::Sender<Vec<Leased>>, stop: CancellationToken) {
+/// Leases one connection's batch after another into `ready`, each as soon as one of
+/// the [`LEASED_AHEAD`] places is free, while the sending quota allows; waits for new
+/// e-mails when none are due.
+async fn lease_ahead(app: Arc<App>, ready: mpsc::Sender<Ahead>, stop: CancellationToken) {
+    let places = Arc::new(Semaphore::new(LEASED_AHEAD));
     loop {
-        let room = tokio::select! {
+        let place = tokio::select! {
             _ = stop.cancelled() => return,
-            room = ready.reserve() => match room {
-                Ok(room) => room,
-                Err(_) => return,
-            },
+            place = places.clone().acquire_owned() => place.expect("the semaphore is never closed"),
         };
         let live = app.live();
         if !quota_allows(&app, &live, &stop).await {
@@ -97,17 +101,21 @@ async fn lease_ahead(app: Arc<App>, ready: mpsc::Sender<Vec<Leased>>, stop: Canc
         }
         match lease_batch(&app, &live).await {
             Ok(leased) if leased.is_empty() => {
-                drop(room);
+                drop(place);
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = app.email_queued.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                 }
             }
-            Ok(leased) => room.send(leased),
+            Ok(leased) => {
+                if ready.send((place, leased)).await.is_err() {
+                    return;
+                }
+            }
             Err(error) => {
                 tracing::error!(%error, "cannot lease e-mails from the store; retrying in 1 s");
-                drop(room);
+                drop(place);
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
