@@ -136,7 +136,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Where the sessions of every module generation send what they deliver.
     pub session_events: EventSender,
-    /// Mailings' merge-field templates, compiled once per mailing by the SMTP engine.
+    /// Mailings as the SMTP engine sends them (shared part read, sender parsed, merge-field
+    /// templates compiled), prepared once per mailing.
     pub templates: crate::email::template::Compiled<Result<crate::email::message::Mailing, String>>,
     /// The key of unsubscribe links, read from the store on first use.
     unsubscribe_key: tokio::sync::OnceCell<crate::email::unsubscribe::UnsubscribeKey>,

@@ -13,6 +13,7 @@
 //! two different tokens, and only the newer one counts.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The proof that a lease is still the one in force: random, unique per lease.
@@ -60,8 +61,9 @@ pub struct Leased {
     pub attempts: u32,
     /// The mailing the message belongs to, if any.
     pub mailing_id: Option<String>,
-    /// The mailing's shared payload (JSON text), when the message belongs to a mailing.
-    pub mailing_payload: Option<String>,
+    /// The mailing's shared payload (JSON text), when the message belongs to a mailing:
+    /// read once per lease and shared by its messages, not copied into each.
+    pub mailing_payload: Option<Arc<str>>,
 }
 
 impl Leased {

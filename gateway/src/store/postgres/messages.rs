@@ -1,7 +1,7 @@
 //! Messages: enqueueing, leasing and settling leases, shared by every gateway of a
 //! fleet. Each function runs in the caller's transaction (or on a connection, for reads).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -132,7 +132,7 @@ pub(super) async fn lease(
         ids.dedup();
         ids
     };
-    let mut shared: HashMap<String, String> = HashMap::new();
+    let mut shared: HashMap<String, Arc<str>> = HashMap::new();
     if !mailing_ids.is_empty() {
         for row in rows(
             db,
@@ -141,7 +141,7 @@ pub(super) async fn lease(
         )
         .await?
         {
-            shared.insert(row.get(0), row.get(1));
+            shared.insert(row.get(0), row.get::<_, String>(1).into());
         }
     }
 

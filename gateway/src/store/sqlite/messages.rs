@@ -1,7 +1,7 @@
 //! Messages: enqueueing, leasing and settling leases; each function runs inside the
 //! writer's transaction (or on a read connection, for reads).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -118,14 +118,17 @@ pub(super) fn lease(
     let mut shared = conn
         .prepare_cached("SELECT payload FROM mailings WHERE id = ?1")
         .map_err(&failed)?;
-    let mut mailing_payloads: HashMap<String, String> = HashMap::new();
+    let mut mailing_payloads: HashMap<String, Arc<str>> = HashMap::new();
     let mut leased = Vec::with_capacity(taken.len());
     for (_, mut message) in taken {
         if let Some(mailing) = &message.mailing_id {
             let payload = match mailing_payloads.get(mailing) {
                 Some(payload) => payload.clone(),
                 None => {
-                    let payload: String = shared.query_row([mailing], |row| row.get(0)).map_err(&failed)?;
+                    let payload: Arc<str> = shared
+                        .query_row([mailing], |row| row.get::<_, String>(0))
+                        .map_err(&failed)?
+                        .into();
                     mailing_payloads.insert(mailing.clone(), payload.clone());
                     payload
                 }
