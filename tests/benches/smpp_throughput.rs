@@ -20,8 +20,9 @@
 //!   what limits both.
 //!
 //! `cargo bench -p e2e --bench smpp_throughput`
-//! Environment: `N` (requests a run, default 10000), `REPS` (default 3), `KANNEL=0` to
-//! skip Kannel, `SHARED` (default `../shared` beside the repository).
+//! Environment: `N` (requests a run, default 10000), `REPS` (default 3), `C`
+//! (concurrency levels, default `20,64`), `KANNEL=0` to skip Kannel, `SHARED` (default
+//! `../shared` beside the repository).
 
 mod load;
 
@@ -280,6 +281,7 @@ fn main() {
     let shared = std::env::var_os("SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let levels = load::concurrencies();
     let kannel = std::env::var("KANNEL").map(|v| v != "0").unwrap_or(true);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _ = e2e::build_dir();
@@ -289,7 +291,7 @@ fn main() {
         measure_smsc_alone(&smsc, n, WINDOW, reps),
         measure_smsc_alone(&smsc, n, 100, reps),
     ];
-    for c in [20, 64] {
+    for &c in &levels {
         if kannel {
             // Runs first: the script installs ab (apache2-utils) with Kannel.
             rows.extend(measure_kannel(&shared, "spool", n, c, reps));
@@ -312,7 +314,7 @@ fn main() {
         ),
         &rows,
     );
-    for c in [20, 64] {
+    for &c in &levels {
         let find = |prefix: &str| {
             rows.iter()
                 .find(|r| r.name.starts_with(prefix) && r.name.ends_with(&format!("(c={c})")))

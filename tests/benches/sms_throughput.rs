@@ -12,8 +12,9 @@
 //! All load comes from ApacheBench (`ab -k`), the client the Kannel script uses.
 //!
 //! `cargo bench -p e2e --bench sms_throughput`
-//! Environment: `N` (requests a run, default 10000), `REPS` (default 3),
-//! `KANNEL=0` to skip Kannel, `SHARED` (default `../shared` beside the repository).
+//! Environment: `N` (requests a run, default 10000), `REPS` (default 3), `C`
+//! (concurrency levels, default `20,64`), `KANNEL=0` to skip Kannel, `SHARED` (default
+//! `../shared` beside the repository).
 
 mod load;
 
@@ -181,6 +182,7 @@ fn main() {
     let shared = std::env::var_os("SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let levels = load::concurrencies();
     let kannel = std::env::var("KANNEL").map(|v| v != "0").unwrap_or(true);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _ = e2e::build_dir();
@@ -188,7 +190,7 @@ fn main() {
     std::env::set_var("E2E_POSTGRES_FSYNC", "on");
 
     let mut rows = Vec::new();
-    for c in [20, 64] {
+    for &c in &levels {
         if kannel {
             // Runs first: the script installs ab (apache2-utils) with Kannel.
             rows.extend(measure_kannel(&shared, "spool", n, c, reps));
@@ -212,7 +214,7 @@ fn main() {
         &format!("POST /v1/sms, N={n} a run, median of {reps} runs, ab -k; every figure from this run"),
         &rows,
     );
-    for c in [20, 64] {
+    for &c in &levels {
         let find = |prefix: &str| {
             rows.iter()
                 .find(|r| r.name.starts_with(prefix) && r.name.ends_with(&format!("(c={c})")))

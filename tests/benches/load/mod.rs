@@ -17,6 +17,15 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The concurrency levels to measure: `C` (for example `C=64` or `C=20,64`), else both.
+pub fn concurrencies() -> Vec<usize> {
+    std::env::var("C")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .filter(|levels: &Vec<usize>| !levels.is_empty())
+        .unwrap_or_else(|| vec![20, 64])
+}
+
 /// What one `ab` run reported.
 #[derive(Debug, Clone, Default)]
 pub struct AbRun {
