@@ -35,8 +35,11 @@ pub const MAX_THREADS: usize = 16;
 const STUCK_AFTER: Duration = Duration::from_millis(5);
 /// A thread beyond the first ends after this long without a call.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
-/// How long a thread that just finished a call looks for the next one before it sleeps:
-/// calls come in bursts (a leased batch), and a sleeping thread costs a wake-up.
+/// How long a thread that just finished a call looks for the next one before it sleeps,
+/// while calls come that close together: a sleeping thread costs a wake-up. Calls
+/// further apart (a session's sends, each waiting on the network) would only burn a
+/// core the gateway's other threads need, so the thread sleeps at once until calls
+/// come close together again.
 const SPIN: Duration = Duration::from_micros(30);
 
 type Job = Box<dyn FnOnce(&ProviderObject) + Send>;
@@ -158,8 +161,9 @@ impl CallThreads {
 /// One thread's loop: the first thread lives as long as the queue, the others until
 /// they have been idle for [`IDLE_EXIT`].
 fn work(shared: &Shared, first: bool) {
+    let mut spin = true;
     loop {
-        let job = match next_job(shared, first) {
+        let job = match next_job(shared, first, &mut spin) {
             Some(job) => job,
             None => break,
         };
@@ -174,8 +178,11 @@ fn work(shared: &Shared, first: bool) {
     shared.threads.fetch_sub(1, Ordering::AcqRel);
 }
 
-fn next_job(shared: &Shared, first: bool) -> Option<Job> {
-    let spin_until = Instant::now() + SPIN;
+/// The next call: looked for during [`SPIN`] first if `spin`, which says whether the
+/// last one came within that time; it is updated for the next.
+fn next_job(shared: &Shared, first: bool, spin: &mut bool) -> Option<Job> {
+    let looking = Instant::now();
+    let spin_until = looking + if *spin { SPIN } else { Duration::ZERO };
     loop {
         match shared.jobs.try_recv() {
             Ok(job) => return Some(job),
@@ -184,6 +191,13 @@ fn next_job(shared: &Shared, first: bool) -> Option<Job> {
             Err(TryRecvError::Empty) => break,
         }
     }
+    let job = sleep_for_job(shared, first);
+    *spin = looking.elapsed() < SPIN;
+    job
+}
+
+/// Waits for the next call without using the CPU (counted idle meanwhile).
+fn sleep_for_job(shared: &Shared, first: bool) -> Option<Job> {
     shared.idle.fetch_add(1, Ordering::AcqRel);
     shared.progress_us.store(shared.now_us(), Ordering::Release);
     let job = loop {
