@@ -5,6 +5,9 @@
 //! ([`Module::send_batch`](crate::modules::Module::send_batch)), and the outcomes known
 //! then are written together; an SMS whose module asks for HTTP requests goes on in a
 //! task of its own. Over a session module's sessions each SMS waits for its own answer.
+//! Outcomes that come one at a time (over sessions, after HTTP requests) are written
+//! together by one task, and SMS are leased in chunks of free slots, so that neither
+//! costs a store transaction per SMS.
 //!
 //! The lease is the worker's claim on a message. When the worker dies the lease runs
 //! out and the message is due again; that, and only that, is how an SMS can reach a
@@ -17,7 +20,7 @@ use std::{
 
 use plugin_api::{OutboundSms, Step};
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{mpsc, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -35,6 +38,8 @@ use crate::{
 
 /// SMS being sent at once by one worker.
 const IN_FLIGHT: usize = 64;
+/// Free slots a lease waits for: SMS are leased in chunks while others are in flight.
+const LEASE_CHUNK: usize = IN_FLIGHT / 4;
 /// How often an idle worker looks for retries that came due.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
@@ -42,24 +47,34 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 pub async fn run(app: Arc<App>, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut sends = JoinSet::new();
+    let (settler, outcomes) = mpsc::unbounded_channel();
+    let settling = tokio::spawn(settle_as_they_come(app.clone(), outcomes));
     while !stop.is_cancelled() {
         while sends.try_join_next().is_some() {}
-        let free = slots.available_permits();
-        if free == 0 {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = sends.join_next() => continue,
+        // A chunk of free slots, and any more free now: each send frees its own slot
+        // as it ends, and a lease for each would be a store transaction per SMS.
+        let mut free = tokio::select! {
+            _ = stop.cancelled() => break,
+            free = slots.clone().acquire_many_owned(LEASE_CHUNK as u32) => {
+                free.expect("the worker's slots are never closed")
+            }
+        };
+        let more = slots.available_permits();
+        if more > 0 {
+            if let Ok(more) = slots.clone().try_acquire_many_owned(more as u32) {
+                free.merge(more);
             }
         }
         let settings = &app.live().settings;
         let lease_for = lease_duration(settings);
         let leased = match app
             .store
-            .lease(Channel::Sms, free, &app.gateway_id, lease_for)
+            .lease(Channel::Sms, free.num_permits(), &app.gateway_id, lease_for)
             .await
         {
             Ok(leased) => leased,
             Err(error) => {
+                drop(free);
                 tracing::error!(%error, "cannot lease SMS from the store; retrying in 1 s");
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -68,6 +83,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             }
         };
         if leased.is_empty() {
+            drop(free);
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = app.sms_queued.notified() => {}
@@ -76,18 +92,16 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             continue;
         }
         let live = app.live();
+        // One slot for each SMS leased; the rest are free again.
         let permits: Vec<OwnedSemaphorePermit> = (0..leased.len())
-            .map(|_| {
-                slots
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("leased no more than the free slots")
-            })
+            .map(|_| free.split(1).expect("leased no more than the free slots"))
             .collect();
+        drop(free);
         if live.sessions.is_some() {
             // Over sessions each SMS is pending until its own answer: one task each.
             for (message, permit) in leased.into_iter().zip(permits) {
                 let (app, live) = (app.clone(), live.clone());
+                let settler = settler.clone();
                 sends.spawn(async move {
                     let outcome = match outbound(&message) {
                         Ok(sms) => {
@@ -96,23 +110,21 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                         }
                         Err(unreadable) => unreadable,
                     };
-                    settle(&app, vec![message.settle(outcome)]).await;
-                    drop(permit);
+                    let _ = settler.send((message.settle(outcome), permit));
                 });
             }
         } else {
-            let app = app.clone();
+            let (app, settler) = (app.clone(), settler.clone());
             sends.spawn(async move {
                 let continuations = deliver_batch(&app, &live, leased, permits).await;
                 let mut rest = JoinSet::new();
                 for (message, sms, first, permit) in continuations {
-                    let (app, live) = (app.clone(), live.clone());
+                    let (app, live, settler) = (app.clone(), live.clone(), settler.clone());
                     rest.spawn(async move {
                         let operation = Operation::Send(sms);
                         let run = steps::run_from(&live.module, &live.http, operation, first).await;
                         let outcome = outcome(&app, &live, &message, run.outcome.map_err(SendError::from));
-                        settle(&app, vec![message.settle(outcome)]).await;
-                        drop(permit);
+                        let _ = settler.send((message.settle(outcome), permit));
                     });
                 }
                 while rest.join_next().await.is_some() {}
@@ -120,6 +132,22 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         }
     }
     while sends.join_next().await.is_some() {}
+    drop(settler);
+    let _ = settling.await;
+}
+
+/// The outcome of one SMS and its slot, freed once the outcome is written.
+type Settled = (Settlement, OwnedSemaphorePermit);
+
+/// Writes the outcomes of SMS that end one by one (over a session, or after HTTP
+/// requests) together: those that arrive while a write is under way make the next one.
+async fn settle_as_they_come(app: Arc<App>, mut outcomes: mpsc::UnboundedReceiver<Settled>) {
+    let mut arrived = Vec::with_capacity(IN_FLIGHT);
+    while outcomes.recv_many(&mut arrived, IN_FLIGHT).await > 0 {
+        let (settlements, slots): (Vec<Settlement>, Vec<OwnedSemaphorePermit>) = arrived.drain(..).unzip();
+        settle(&app, settlements).await;
+        drop(slots);
+    }
 }
 
 /// Long enough for every call and request one send may make.
