@@ -271,17 +271,70 @@ impl Module {
         self.actions(actions, "session_event")
     }
 
-    /// Hands `sms` to the module to send over `session`: pending until a
-    /// [`SessionAction::Sent`] for it.
-    pub async fn session_send(
+    /// Hands the SMS of `batch` to the module to send over `session`, in one hop to
+    /// the module's thread: each is pending until a [`SessionAction::Sent`] for it.
+    /// The answers are in the order of `batch`; `None` for an SMS not handed over
+    /// because an answer before it asked to pause (a rate cap) or to close: the
+    /// caller keeps it for later. The batch shares one time limit: past it, each SMS
+    /// of the batch has the timeout as its answer (the caller treats them as not
+    /// sent, and an answer the module gives for one later is ignored).
+    pub async fn session_send_batch(
         &self,
         session: SessionId,
-        sms: OutboundSms,
-    ) -> Result<Vec<SessionAction>, CallError> {
-        let actions = self
-            .call("session_send", move |p| p.session_send(session, &sms))
-            .await?;
-        self.actions(actions, "session_send")
+        batch: Vec<OutboundSms>,
+    ) -> Vec<Option<Result<Vec<SessionAction>, CallError>>> {
+        let count = batch.len();
+        let (metrics, module) = (self.metrics.clone(), self.info.name.clone());
+        let answers = self.threads.call(move |provider| {
+            let mut answers = Vec::with_capacity(batch.len());
+            for sms in &batch {
+                let started = std::time::Instant::now();
+                let answer = provider.session_send(session, sms);
+                if let Some(metrics) = &metrics {
+                    metrics.module_call(&module, "session_send", started.elapsed());
+                }
+                let stop = matches!(&answer, RResult::ROk(actions) if actions.iter().any(|action| {
+                    matches!(action.as_enum(), Ok(SessionAction::Pause { .. } | SessionAction::Close { .. }))
+                }));
+                answers.push(answer);
+                if stop {
+                    break;
+                }
+            }
+            answers
+        });
+        let failed = |error: CallError| (0..count).map(|_| Some(Err(error.clone()))).collect();
+        match tokio::time::timeout(self.call_timeout, answers).await {
+            Err(_) => {
+                self.threads.grow_if_stuck();
+                failed(CallError::Timeout {
+                    module: self.info.name.clone(),
+                    operation: "session_send",
+                    after: self.call_timeout,
+                })
+            }
+            Ok(Err(_)) => failed(CallError::Thread {
+                module: self.info.name.clone(),
+                operation: "session_send",
+                reason: "the call's thread ended without an answer".into(),
+            }),
+            Ok(Ok(answers)) => {
+                let mut answers: Vec<_> = answers
+                    .into_iter()
+                    .map(|answer| {
+                        Some(match answer {
+                            RResult::ROk(actions) => self.actions(actions, "session_send"),
+                            RResult::RErr(error) => Err(CallError::Module {
+                                module: self.info.name.clone(),
+                                error,
+                            }),
+                        })
+                    })
+                    .collect();
+                answers.resize_with(count, || None);
+                answers
+            }
+        }
     }
 
     fn actions(

@@ -1,7 +1,11 @@
 //! One session: a connection kept open for a module, reconnected with backoff, and the
 //! loop that feeds the module what happens on it and does what it answers.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use plugin_api::{SessionAction, SessionEvent, SessionId};
 use tokio::{
@@ -97,6 +101,7 @@ pub(super) async fn open_and_serve(
         stream,
         purpose,
         ready: false,
+        held: VecDeque::new(),
         pending: HashMap::new(),
         paused_until: None,
         timer: None,
@@ -128,6 +133,8 @@ struct Connection<'a> {
     purpose: Purpose,
     /// The module said `Ready`: sends may go.
     ready: bool,
+    /// Sends the module did not take yet, because it asked to pause first.
+    held: VecDeque<SendRequest>,
     /// Sends handed to the module and not yet answered, by the gateway's SMS id.
     pending: HashMap<String, oneshot::Sender<Result<String, SessionError>>>,
     /// No sends before this (the module asked to pause).
@@ -164,6 +171,14 @@ impl Connection<'_> {
                 && self.closing_deadline.is_none()
                 && !paused
                 && self.pending.len() < self.shared.plan.window as usize;
+            let room = (self.shared.plan.window as usize).saturating_sub(self.pending.len());
+            if may_send && !self.held.is_empty() {
+                let kept = self.held.drain(..room.min(self.held.len())).collect();
+                if let Err(reason) = self.send(kept).await {
+                    return self.ended(reason, false);
+                }
+                continue;
+            }
             let far = now + Duration::from_secs(86_400);
             tokio::select! {
                 read = self.stream.read(&mut buffer) => {
@@ -185,9 +200,9 @@ impl Connection<'_> {
                 _ = tokio::time::sleep_until(self.paused_until.unwrap_or(far)), if paused => {
                     self.paused_until = None;
                 }
-                request = next_send(self.shared), if may_send => match request {
-                    Some(request) => {
-                        if let Err(reason) = self.send(request).await {
+                requests = next_sends(self.shared, room), if may_send => match requests {
+                    Some(requests) => {
+                        if let Err(reason) = self.send(requests).await {
                             return self.ended(reason, false);
                         }
                     }
@@ -238,31 +253,45 @@ impl Connection<'_> {
         self.apply(actions).await
     }
 
-    /// Hands one SMS to the module; pending until its `Sent`.
-    async fn send(&mut self, request: SendRequest) -> Result<(), String> {
-        let SendRequest { sms, reply } = request;
-        let id = sms.id.to_string();
-        match self.shared.module.session_send(self.id, sms).await {
-            Ok(actions) => {
-                self.pending.insert(id, reply);
-                self.shared.metrics.outstanding(self.shared.module.name(), 1);
-                self.apply(actions).await
-            }
-            Err(error) => {
-                let _ = reply.send(Err(SessionError::Call(error)));
-                Ok(())
+    /// Hands SMS to the module, all in one call to its thread; each is pending until
+    /// its `Sent`.
+    /// Those the module did not take (it asked to pause first) are kept, to go first
+    /// once the session may send again.
+    async fn send(&mut self, requests: Vec<SendRequest>) -> Result<(), String> {
+        let batch = requests.iter().map(|request| request.sms.clone()).collect();
+        let answers = self.shared.module.session_send_batch(self.id, batch).await;
+        let mut actions = Vec::new();
+        let mut not_taken = Vec::new();
+        for (request, answer) in requests.into_iter().zip(answers) {
+            match answer {
+                Some(Ok(more)) => {
+                    self.pending.insert(request.sms.id.to_string(), request.reply);
+                    self.shared.metrics.outstanding(self.shared.module.name(), 1);
+                    actions.extend(more);
+                }
+                Some(Err(error)) => {
+                    let _ = request.reply.send(Err(SessionError::Call(error)));
+                }
+                None => not_taken.push(request),
             }
         }
+        for request in not_taken.into_iter().rev() {
+            self.held.push_front(request);
+        }
+        self.apply(actions).await
     }
 
+    /// Does what the module answered; what it asked to write goes out in one write.
     async fn apply(&mut self, actions: Vec<SessionAction>) -> Result<(), String> {
+        let mut out: Vec<u8> = Vec::new();
         for action in actions {
             match action {
                 SessionAction::Write(bytes) => {
-                    self.stream
-                        .write_all(&bytes)
-                        .await
-                        .map_err(|e| format!("writing to the connection failed: {e}"))?;
+                    if out.is_empty() {
+                        out = bytes.into_vec();
+                    } else {
+                        out.extend_from_slice(&bytes);
+                    }
                 }
                 SessionAction::Timer { ms } => {
                     self.timer = Some(Instant::now() + Duration::from_millis(ms));
@@ -305,6 +334,12 @@ impl Connection<'_> {
                 _ => return Err("the module answered with an action this gateway does not know".into()),
             }
         }
+        if !out.is_empty() {
+            self.stream
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("writing to the connection failed: {e}"))?;
+        }
         self.stream
             .flush()
             .await
@@ -313,8 +348,14 @@ impl Connection<'_> {
 
     /// Sends still pending when the connection ended: the provider may or may not have
     /// them; they are failed as transient, so they are retried (at most a window's
-    /// worth may reach the provider twice).
+    /// worth may reach the provider twice). Those kept back are failed the same way.
     fn fail_pending(&mut self, reason: &str) {
+        for request in self.held.drain(..) {
+            let _ = request.reply.send(Err(SessionError::Lost {
+                module: self.shared.module.name().to_string(),
+                reason: reason.to_string(),
+            }));
+        }
         for (_, reply) in self.pending.drain() {
             self.shared.metrics.outstanding(self.shared.module.name(), -1);
             let _ = reply.send(Err(SessionError::Lost {
@@ -325,7 +366,15 @@ impl Connection<'_> {
     }
 }
 
-/// The next SMS waiting for any of the pool's sessions; `None` once the pool is gone.
-async fn next_send(shared: &Shared) -> Option<SendRequest> {
-    shared.queue.lock().await.recv().await
+/// The next SMS waiting for any of the pool's sessions, and those waiting behind it,
+/// `room` at most; `None` once the pool is gone.
+async fn next_sends(shared: &Shared, room: usize) -> Option<Vec<SendRequest>> {
+    let mut requests = Vec::new();
+    let received = shared
+        .queue
+        .lock()
+        .await
+        .recv_many(&mut requests, room.max(1))
+        .await;
+    (received > 0).then_some(requests)
 }
