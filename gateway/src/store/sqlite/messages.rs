@@ -139,34 +139,47 @@ pub(super) fn lease(
     }
     Ok(leased)
 }
+/// Applies settlements whose leases are still the ones in force; true for each that
+/// applied.
+pub(super) fn settle_all(
+    conn: &Connection,
+    settlements: &[Settlement],
+    now: i64,
+) -> Result<Vec<bool>, StoreError> {
+    // Reports that overtook their outcomes are rare: when none waits, a sent SMS need not
+    // look for one.
+    let any_held = reports::any_held(conn)?;
+    settlements
+        .iter()
+        .map(|settlement| settle(conn, settlement, any_held, now))
+        .collect()
+}
+
 /// Applies one settlement if its lease is still the one in force; true if it applied.
-pub(super) fn settle(conn: &Connection, settlement: &Settlement, now: i64) -> Result<bool, StoreError> {
+/// `any_held`: whether any delivery report waits in the hold.
+fn settle(conn: &Connection, settlement: &Settlement, any_held: bool, now: i64) -> Result<bool, StoreError> {
     // Every outcome is guarded the same way: the message is still `sending` under this
     // very lease. A lease that ran out and was taken again has another token.
     let Settlement { id, token, outcome } = settlement;
     let token = token.as_str();
     let changed = match outcome {
         Outcome::Sent { provider_id } => {
-            let sent: Option<String> = conn
+            // No RETURNING: SQLite builds a temporary table for it on every run.
+            let sent = conn
                 .prepare_cached(
                     "UPDATE messages
                      SET status = 'sent', provider_id = ?3, error = NULL,
                          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?4
-                     WHERE id = ?1 AND status = 'sending' AND lease_token = ?2
-                     RETURNING channel",
+                     WHERE id = ?1 AND status = 'sending' AND lease_token = ?2",
                 )
-                .and_then(|mut update| {
-                    update
-                        .query_row(params![id, token, provider_id, now], |row| row.get(0))
-                        .optional()
-                })
+                .and_then(|mut update| update.execute(params![id, token, provider_id, now]))
                 .map_err(database("record a delivery attempt"))?;
             // A report that overtook this outcome waits in the hold: apply it now, in
             // this transaction, so the message is never seen `sent` once it is reported.
-            if sent.as_deref() == Some(Channel::Sms.as_str()) {
+            if sent == 1 && any_held && channel_of(conn, id)? == Some(Channel::Sms) {
                 reports::apply_held(conn, id, provider_id.as_deref(), now)?;
             }
-            Ok(usize::from(sent.is_some()))
+            Ok(sent)
         }
         Outcome::Retry { due_at, error } => conn
             .prepare_cached(
@@ -194,6 +207,15 @@ pub(super) fn settle(conn: &Connection, settlement: &Settlement, now: i64) -> Re
             .and_then(|mut update| update.execute(params![id, token, unix_millis(*due_at), now])),
     };
     Ok(changed.map_err(database("record a delivery attempt"))? == 1)
+}
+
+/// The channel of message `id`, if it exists.
+fn channel_of(conn: &Connection, id: &str) -> Result<Option<Channel>, StoreError> {
+    let channel: Option<String> = conn
+        .prepare_cached("SELECT channel FROM messages WHERE id = ?1")
+        .and_then(|mut select| select.query_row([id], |row| row.get(0)).optional())
+        .map_err(database("read a message's channel"))?;
+    channel.map(|channel| channel.parse()).transpose()
 }
 
 pub(super) fn release(conn: &Connection, owner: &str, now: i64) -> Result<u64, StoreError> {

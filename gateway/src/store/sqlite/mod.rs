@@ -232,13 +232,8 @@ impl Store for SqliteStore {
         if settlements.is_empty() {
             return Ok(Vec::new());
         }
-        self.write_until_written(move |conn, now| {
-            settlements
-                .iter()
-                .map(|settlement| messages::settle(conn, settlement, now))
-                .collect()
-        })
-        .await
+        self.write_until_written(move |conn, now| messages::settle_all(conn, &settlements, now))
+            .await
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {

@@ -74,6 +74,13 @@ pub(super) fn record(
     Ok(ReportOutcome::Held)
 }
 
+/// Whether any delivery report waits in the hold.
+pub(super) fn any_held(conn: &Connection) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM held_reports)")
+        .and_then(|mut select| select.query_row([], |row| row.get(0)))
+        .map_err(database("look for held delivery reports"))
+}
+
 /// Applies the newest report held for the SMS `id` just recorded as sent under
 /// `provider_id`, and deletes every report held for it. True if one applied.
 pub(super) fn apply_held(
