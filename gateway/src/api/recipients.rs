@@ -12,6 +12,7 @@ use crate::email::{
     message::{check_header_text, delivery_key, parse_mailbox, MailingRecipient},
     template::{OnMissing, TemplateError, Templates},
 };
+use crate::store::Texts;
 
 /// A recipient: `"Ann <ann@example.org>"`, or an object with a name and merge fields.
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +90,7 @@ pub(super) struct Recipients {
     pub(super) list: Vec<MailingRecipient>,
     /// Each recipient's delivery key (local part, domain in lower case), in the order
     /// they were added: what the suppression list is checked with.
-    pub(super) keys: Vec<String>,
+    pub(super) keys: Texts,
     /// The keys seen, as indices into `keys` (each key is kept once), shared across the
     /// lists of one e-mail (to, cc, bcc) so an address in two of them gets one copy.
     seen: hashbrown::HashTable<usize>,
@@ -135,10 +136,13 @@ impl Recipients {
         let Recipients {
             keys, seen, hasher, ..
         } = self;
-        let hash = hasher.hash_one(&key);
-        let found = seen.find(hash, |&i| keys[i] == key).is_some();
+        let key = key.as_str();
+        let hash = hasher.hash_one(key);
+        let found = seen.find(hash, |&i| keys.get(i) == Some(key)).is_some();
         if !found {
-            seen.insert_unique(hash, keys.len(), |&i| hasher.hash_one(&keys[i]));
+            seen.insert_unique(hash, keys.len(), |&i| {
+                hasher.hash_one(keys.get(i).expect("a key seen is kept"))
+            });
             keys.push(key);
         }
         !found
@@ -190,4 +194,27 @@ pub(super) fn compile(
 pub(super) fn template_problem(error: TemplateError) -> Problem {
     let line = error.line.map(|l| format!("line {l}: ")).unwrap_or_default();
     Problem::invalid(error.part.as_str(), format!("{line}{}", error.reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Recipient, Recipients};
+
+    #[test]
+    fn an_address_listed_again_after_thousands_of_others_is_dropped() {
+        // Enough addresses for the table of keys seen to grow (and rehash) many times.
+        let mut recipients = Recipients::default();
+        let mut kept = 0;
+        let addresses = (0..5_000).map(|n| format!("user{n}@example.org")).chain([
+            "user0@EXAMPLE.org".into(),
+            "User 4999 <user4999@example.ORG>".into(),
+        ]);
+        for (i, address) in addresses.enumerate() {
+            recipients
+                .add_one("recipients", i, Recipient::Address(address), &mut |_| kept += 1)
+                .unwrap();
+        }
+        assert_eq!((kept, recipients.duplicates), (5_000, 2));
+        assert_eq!(recipients.keys.len(), 5_000);
+    }
 }

@@ -43,6 +43,7 @@ pub mod settings_versions;
 mod sqlite;
 mod stored;
 pub mod suppression;
+mod texts;
 
 use std::fmt;
 use std::str::FromStr;
@@ -59,6 +60,7 @@ pub use report::{DeliveryReport, ReportOutcome};
 pub use settings_versions::{NewSettingsVersion, SettingsVersion, SettingsVersions};
 pub use sqlite::SqliteStore;
 pub use suppression::{NewSuppression, Suppression, SuppressionReason, Suppressions};
+pub use texts::Texts;
 
 /// The queue as the API and the delivery workers see it.
 ///
@@ -357,10 +359,10 @@ pub struct NewMailing {
     /// One payload per recipient (its JSON text), each becoming the payload of one
     /// `email` message. Text, not `serde_json::Value`: a mailing of 200,000 recipients
     /// held as values takes several times the memory of their text.
-    pub recipients: Vec<String>,
+    pub recipients: Texts,
     /// Each recipient's address as the suppression list keeps it, in the same order; a
     /// recipient listed there is skipped. Empty: no recipient is checked.
-    pub addresses: Vec<String>,
+    pub addresses: Texts,
 }
 
 /// The answer to a request that creates something.

@@ -78,8 +78,10 @@ pub async fn an_idempotency_key_reused_for_another_request_is_refused(store: Arc
     );
     let mailing = NewMailing {
         shared: json!({ "subject": "news" }),
-        recipients: vec![json!({ "to": "a@example.com" }).to_string()],
-        addresses: Vec::new(),
+        recipients: [json!({ "to": "a@example.com" }).to_string()]
+            .into_iter()
+            .collect(),
+        addresses: Default::default(),
     };
     let as_mailing = Some(Idempotency::new(
         "k".into(),

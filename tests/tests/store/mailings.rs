@@ -3,20 +3,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gateway::store::{Channel, Enqueued, MailingCounts, NewMailing, NewMessage, Store, StoreError};
+use gateway::store::{Channel, Enqueued, MailingCounts, NewMailing, NewMessage, Store, StoreError, Texts};
 use serde_json::json;
 
 use crate::fixtures::{failed, mailing_key, sent, settle};
 
 pub async fn mailing_of_100k_recipients_in_one_call(store: Arc<dyn Store>) {
     let shared = json!({ "from": "news@example.com", "subject": "Spring news", "text": "Hello" });
-    let recipients: Vec<_> = (0..100_000)
+    let recipients: Texts = (0..100_000)
         .map(|n| json!({ "to": format!("reader{n}@example.com"), "name": format!("Reader {n}") }).to_string())
         .collect();
     let mailing = NewMailing {
         shared: shared.clone(),
         recipients,
-        addresses: Vec::new(),
+        addresses: Default::default(),
     };
 
     let started = Instant::now();
@@ -99,8 +99,8 @@ pub async fn mailing_of_100k_recipients_in_one_call(store: Arc<dyn Store>) {
 pub async fn a_mailing_without_recipients_is_refused(store: Arc<dyn Store>) {
     let empty = NewMailing {
         shared: json!({}),
-        recipients: Vec::new(),
-        addresses: Vec::new(),
+        recipients: Default::default(),
+        addresses: Default::default(),
     };
     assert!(matches!(
         store.create_mailing(empty, None).await,
@@ -133,7 +133,7 @@ pub async fn recent_mailings_are_listed_newest_first_with_their_counts(store: Ar
             recipients: (0..n)
                 .map(|i| json!({ "to": format!("r{i}@example.com") }).to_string())
                 .collect(),
-            addresses: Vec::new(),
+            addresses: Default::default(),
         };
         ids.push(store.create_mailing(mailing, None).await.unwrap().id);
     }

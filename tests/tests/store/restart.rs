@@ -68,16 +68,18 @@ pub async fn everything_survives_a_restart(backend: &Backend) {
         assert_eq!(leased[0].id, sent);
         assert!(settle(&*store, &leased[0], self::sent(Some("provider-9"))).await);
         let queued = store.enqueue(sms("queued"), None).await.unwrap().id;
-        let recipients = vec![
+        let recipients = [
             json!({ "to": "a@example.com" }).to_string(),
             json!({ "to": "b@example.com" }).to_string(),
-        ];
+        ]
+        .into_iter()
+        .collect();
         let mailing = store
             .create_mailing(
                 NewMailing {
                     shared: json!({}),
                     recipients,
-                    addresses: Vec::new(),
+                    addresses: Default::default(),
                 },
                 None,
             )

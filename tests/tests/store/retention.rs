@@ -41,7 +41,7 @@ pub async fn finished_rows_older_than_the_retention_are_purged_in_batches_and_th
         recipients: (0..n)
             .map(|i| json!({ "to": format!("r{i}@example.com") }).to_string())
             .collect(),
-        addresses: Vec::new(),
+        addresses: Default::default(),
     };
     let done_mailing = store.create_mailing(mailing(3), None).await.unwrap().id;
     let emails = store

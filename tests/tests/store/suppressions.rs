@@ -108,7 +108,7 @@ pub async fn a_mailing_skips_suppressed_recipients_and_counts_them(store: Arc<dy
             NewMailing {
                 shared: json!({ "subject": "news" }),
                 recipients: addresses.iter().map(|a| json!({ "to": a }).to_string()).collect(),
-                addresses: addresses.clone(),
+                addresses: addresses.iter().collect(),
             },
             None,
         )

@@ -35,14 +35,16 @@ pub(super) async fn insert(
     )
     .await?;
     let mut suppressed: i64 = 0;
-    for (index, chunk) in mailing.recipients.chunks(RECIPIENTS_PER_STATEMENT).enumerate() {
-        let ids: Vec<String> = chunk.iter().map(|_| new_id()).collect();
-        let payloads: Vec<&str> = chunk.iter().map(String::as_str).collect();
+    let mut recipients = mailing.recipients.iter();
+    let mut addresses = (0..).map(|n| mailing.addresses.get(n));
+    loop {
+        let payloads: Vec<&str> = recipients.by_ref().take(RECIPIENTS_PER_STATEMENT).collect();
+        if payloads.is_empty() {
+            break;
+        }
+        let ids: Vec<String> = payloads.iter().map(|_| new_id()).collect();
         // A NULL address (none given) is never on the list.
-        let start = index * RECIPIENTS_PER_STATEMENT;
-        let addresses: Vec<Option<&str>> = (start..start + chunk.len())
-            .map(|n| mailing.addresses.get(n).map(String::as_str))
-            .collect();
+        let addresses: Vec<Option<&str>> = addresses.by_ref().take(payloads.len()).collect();
         let inserted = execute(
             db,
             "INSERT INTO messages
@@ -56,7 +58,7 @@ pub(super) async fn insert(
             &[&ids, &payloads, &id, &addresses],
         )
         .await?;
-        suppressed += i64::try_from(chunk.len() as u64 - inserted).unwrap_or(0);
+        suppressed += i64::try_from(payloads.len() as u64 - inserted).unwrap_or(0);
     }
     if suppressed > 0 {
         execute(

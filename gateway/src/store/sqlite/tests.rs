@@ -15,7 +15,7 @@ use serde_json::json;
 use super::schema::{configure_writer, migrate, SCHEMA_VERSION};
 use super::writer::apply_batch;
 use super::*;
-use crate::store::Outcome;
+use crate::store::{Outcome, Texts};
 
 fn sent(provider_id: Option<&str>) -> Outcome {
     Outcome::Sent {
@@ -201,8 +201,10 @@ async fn keys_of_a_version_3_file_move_to_their_table_and_match_on_their_endpoin
     ));
     let mailing = NewMailing {
         shared: json!({}),
-        recipients: vec![json!({ "to": "a@example.com" }).to_string()],
-        addresses: Vec::new(),
+        recipients: [json!({ "to": "a@example.com" }).to_string()]
+            .into_iter()
+            .collect(),
+        addresses: Texts::default(),
     };
     let again = store
         .create_mailing(mailing, mailing_key("old-mailing"))
