@@ -13,18 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, GatewayProcess, TestConfig, SEND_TOKEN};
+use e2e::{free_port, proc_status_kb as status_kb, GatewayProcess, TestConfig, SEND_TOKEN};
 use serde_json::json;
-
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0

@@ -7,6 +7,9 @@
 //! PostgreSQL, which hold the 5 x 20 limits for the fleet (the mailing is posted to the
 //! first; all three deliver it). PostgreSQL runs with fsync on, as in production.
 //!
+//! Then plain-text mailings of 2 KB and 50 KB on SQLite, beside smtp-source sending
+//! payloads of the same size (`SIZE`, its `-l`) in the same shape.
+//!
 //! Then mailings of 2 KB HTML on SQLite (issue 14): plain (the same body for all), with
 //! merge fields (`{{ name }}` and fields in the subject and the body, recipients as
 //! objects), and plain DKIM-signed (RSA 2048); the merge case's rate beside the plain
@@ -14,6 +17,7 @@
 //!
 //! `cargo bench -p e2e --bench smtp_throughput`
 //! Environment: `N` (default 10000), `REPS` (default 3), `SHARED` (default `../shared`),
+//! Every gateway case prints its peak RSS (VmHWM; the largest of a fleet's).
 //! `ONLY` (run only the cases whose name contains it, such as `2 KB`; `|` between
 //! alternatives, such as `the same for all|merge fields`).
 
@@ -76,6 +80,9 @@ fn sink_count(counts: &Path) -> u64 {
 enum Body {
     /// "Hello": the engine's own cost.
     Hello,
+    /// Plain text of this many bytes (lines of 76 ASCII characters), the same for every
+    /// recipient: beside smtp-source's `-l` payload of the same size.
+    Text(usize),
     /// 2 KB of HTML, the same for every recipient.
     Html2k,
     /// 2 KB of HTML with merge fields, recipients as objects with a name and fields.
@@ -111,6 +118,12 @@ fn mailing(body: Body, n: usize) -> Value {
             let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
             json!({ "subject": "Bench", "text": "Hello", "recipients": recipients })
         }
+        Body::Text(size) => {
+            let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
+            let line = format!("{}\n", "x".repeat(76));
+            let text: String = line.chars().cycle().take(size).collect();
+            json!({ "subject": "Bench", "text": text, "recipients": recipients })
+        }
         Body::Html2k => {
             let recipients: Vec<String> = (0..n).map(|i| format!("user{i}@example.org")).collect();
             json!({ "subject": "Your weekly news", "html": html_2k(false), "recipients": recipients })
@@ -134,6 +147,43 @@ fn mailing(body: Body, n: usize) -> Value {
     }
 }
 
+/// smtp-source into smtp-sink, 5 sessions of 20 messages, measured by smtp-peer.sh.
+struct Peer {
+    /// Its `-l` payload size; 0 for its own 4-line body.
+    size: usize,
+    table: String,
+    /// msg/s, median: 5 x 20 then a new connection, as the gateway sends.
+    batched: f64,
+    /// msg/s, median: one run without reconnects.
+    reference: f64,
+}
+
+impl Peer {
+    fn measure(script: &Path, n: usize, reps: usize, size: usize) -> Peer {
+        let peer = Command::new("bash")
+            .arg(script)
+            .env("N", n.to_string())
+            .env("SESSIONS", "5")
+            .env("PER_CONN", "20")
+            .env("REPS", reps.to_string())
+            .env("SIZE", size.to_string())
+            .output()
+            .expect("run smtp-peer.sh");
+        let table = String::from_utf8_lossy(&peer.stdout).to_string();
+        assert!(
+            peer.status.success(),
+            "smtp-peer.sh failed:\n{table}\n{}",
+            String::from_utf8_lossy(&peer.stderr)
+        );
+        Peer {
+            size,
+            batched: peer_median(&table, "batched").expect("a batched row"),
+            reference: peer_median(&table, "ref").expect("a ref row"),
+            table,
+        }
+    }
+}
+
 fn main() {
     let n = env_usize("N", 10_000);
     let reps = env_usize("REPS", 3);
@@ -144,24 +194,6 @@ fn main() {
     assert!(script.exists(), "{} is needed (set SHARED)", script.display());
     let _ = e2e::build_dir();
     std::env::set_var("E2E_POSTGRES_FSYNC", "on");
-
-    // The reference: smtp-source into smtp-sink, 5 sessions of 20 messages.
-    let peer = Command::new("bash")
-        .arg(&script)
-        .env("N", n.to_string())
-        .env("SESSIONS", "5")
-        .env("PER_CONN", "20")
-        .env("REPS", reps.to_string())
-        .output()
-        .expect("run smtp-peer.sh");
-    let table = String::from_utf8_lossy(&peer.stdout).to_string();
-    assert!(
-        peer.status.success(),
-        "smtp-peer.sh failed:\n{table}\n{}",
-        String::from_utf8_lossy(&peer.stderr)
-    );
-    let batched = peer_median(&table, "batched").expect("a batched row");
-    let reference = peer_median(&table, "ref").expect("a ref row");
 
     // The gateway into a fresh sink.
     let port = e2e::free_port();
@@ -210,18 +242,45 @@ fn main() {
             Body::Hello,
             false,
         ),
+        (TEXT_2K, 1, false, Body::Text(2048), false),
+        (TEXT_50K, 1, false, Body::Text(51200), false),
         (PLAIN_2K, 1, false, Body::Html2k, false),
         (MERGE_2K, 1, false, Body::Merge2k, false),
         (SIGNED_2K, 1, false, Body::Html2k, true),
     ];
     let only = std::env::var("ONLY").unwrap_or_default();
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|(case, ..)| only.split('|').any(|part| case.contains(part)))
+        .collect();
+
+    // The references: smtp-source into smtp-sink, 5 sessions of 20 messages, with its
+    // own body and with each payload size a case sends.
+    let mut sizes = vec![0];
+    sizes.extend(cases.iter().filter_map(|case| match case.3 {
+        Body::Text(size) => Some(size),
+        _ => None,
+    }));
+    let peers: Vec<Peer> = sizes
+        .iter()
+        .map(|&size| Peer::measure(&script, n, reps, size))
+        .collect();
+    let peer_for = |body: Body| {
+        let size = match body {
+            Body::Text(size) => size,
+            _ => 0,
+        };
+        peers
+            .iter()
+            .find(|p| p.size == size)
+            .expect("a peer run of each size")
+    };
+
     let mut measured = Vec::new();
     for (case, gateways, postgres, body, dkim) in cases {
-        if !only.split('|').any(|part| case.contains(part)) {
-            continue;
-        }
         let request = mailing(body, n);
         let mut rates = Vec::new();
+        let mut rss_kb = 0;
         for _ in 0..reps {
             let database = postgres.then(e2e::postgres::database);
             let configs: Vec<TestConfig> = (0..gateways)
@@ -260,32 +319,50 @@ fn main() {
                     )
                     .await;
                 eprintln!("{case}: {n} e-mails in {took:?}; mailing {counts}");
+                for gateway in &fleet {
+                    rss_kb = rss_kb.max(e2e::proc_status_kb(gateway.child.id(), "VmHWM:"));
+                }
                 n as f64 / took.as_secs_f64()
             });
             rates.push(rate);
         }
-        measured.push((case, median(rates.clone()), rates));
+        measured.push((case, median(rates.clone()), rates, rss_kb, peer_for(body)));
     }
     let _ = Command::new("kill").arg(&sink_pid).status();
     let _ = std::fs::remove_dir_all(&sink_work);
     println!();
-    println!("{table}");
-    println!("{n} e-mails, 5 connections at once, 20 e-mails a connection, median of {reps}; same run, same machine");
-    println!("{:<58} {:>10}", "case", "msg/s");
-    println!(
-        "{:<58} {:>10.0}",
-        "smtp-source -> smtp-sink, batched 5 x 20 (reference)", batched
-    );
-    println!(
-        "{:<58} {:>10.0}",
-        "smtp-source -> smtp-sink, one run, no reconnects", reference
-    );
-    for (case, rate, rates) in &measured {
-        let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-        println!("{case:<58} {rate:>10.0}   runs: {}", runs.join(", "));
+    for peer in &peers {
+        println!("smtp-peer.sh, SIZE={}:\n{}", peer.size, peer.table);
     }
-    for (case, rate, _) in &measured {
-        println!("ratio to smtp-source batched: {:.2}  {case}", rate / batched);
+    println!("{n} e-mails, 5 connections at once, 20 e-mails a connection, median of {reps}; same run, same machine");
+    println!("{:<72} {:>10} {:>10}", "case", "msg/s", "peak RSS");
+    for peer in &peers {
+        let payload = match peer.size {
+            0 => "its own 4-line body".to_string(),
+            size => format!("-l {size}"),
+        };
+        println!(
+            "{:<72} {:>10.0}",
+            format!("smtp-source -> smtp-sink, batched 5 x 20, {payload} (reference)"),
+            peer.batched
+        );
+        println!(
+            "{:<72} {:>10.0}",
+            format!("smtp-source -> smtp-sink, one run, no reconnects, {payload}"),
+            peer.reference
+        );
+    }
+    for (case, rate, rates, rss_kb, _) in &measured {
+        let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+        let rss = format!("{:.1} MB", *rss_kb as f64 / 1024.0);
+        println!("{case:<72} {rate:>10.0} {rss:>10}   runs: {}", runs.join(", "));
+    }
+    for (case, rate, _, _, peer) in &measured {
+        println!(
+            "ratio to smtp-source batched (SIZE={}): {:.2}  {case}",
+            peer.size,
+            rate / peer.batched
+        );
     }
     let rate_of = |name: &str| measured.iter().find(|(case, ..)| *case == name).map(|m| m.1);
     if let Some(plain) = rate_of(PLAIN_2K) {
@@ -301,6 +378,8 @@ fn main() {
     }
 }
 
+const TEXT_2K: &str = "mailing of 2 KB text, the same for all (SQLite)";
+const TEXT_50K: &str = "mailing of 50 KB text, the same for all (SQLite)";
 const PLAIN_2K: &str = "mailing of 2 KB HTML, the same for all (SQLite)";
 const MERGE_2K: &str = "mailing of 2 KB HTML with merge fields (SQLite)";
 const SIGNED_2K: &str = "mailing of 2 KB HTML, DKIM-signed RSA 2048 (SQLite)";

@@ -96,15 +96,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 
 /// The most memory process `pid` has held (VmHWM), in kB.
 pub fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    e2e::proc_status_kb(pid, "VmHWM:")
 }
 
 /// Polls `count` until it reaches `target`, within `limit`; when it did, or `None`.
