@@ -324,7 +324,7 @@ fn prepare(
                 cc: Vec::new(),
                 bcc: Vec::new(),
             };
-            build_parsed(&payload, addresses, &leased.id, dkim)
+            build_parsed(&payload, addresses, &leased.id, dkim, Some(&mailing.bodies))
         }
         None => {
             let payload = serde_json::from_str(&leased.payload)

@@ -1,8 +1,10 @@
 //! An e-mail as queued, checked at the API, and turned into bytes for SMTP.
 
+use std::sync::Mutex;
+
 use lettre::{
     address::Envelope,
-    message::{header::ContentType, Mailbox, MultiPart, SinglePart},
+    message::{Body, Mailbox, MultiPart, SinglePart},
     Address, Message,
 };
 use serde::{Deserialize, Serialize};
@@ -69,6 +71,8 @@ pub struct Mailing {
     pub shared: MailingShared,
     pub from: Mailbox,
     pub templates: Templates,
+    /// Its bodies as last encoded, for the next recipient whose bodies render the same.
+    pub bodies: EncodedBodies,
 }
 
 impl Mailing {
@@ -84,6 +88,7 @@ impl Mailing {
             shared,
             from,
             templates,
+            bodies: EncodedBodies::default(),
         })
     }
 }
@@ -228,6 +233,34 @@ pub fn check_header_text(text: &str) -> Result<(), String> {
 #[error("the stored e-mail cannot be built: {0}")]
 pub struct BuildError(String);
 
+/// A mailing's text and HTML bodies as last encoded. lettre picks each body's transfer
+/// encoding and encodes it (quoted-printable for long lines), a cost that grows with
+/// the body: a mailing whose bodies render the same for every recipient (no merge
+/// field in them) has them encoded once, not once per e-mail.
+#[derive(Debug, Default)]
+pub struct EncodedBodies {
+    text: LastEncoded,
+    html: LastEncoded,
+}
+
+/// A body's rendered text and its encoding, the last one made.
+type LastEncoded = Mutex<Option<(String, Body)>>;
+
+impl EncodedBodies {
+    /// `rendered` encoded: the last encoding if it was of the same text.
+    fn encode(slot: &LastEncoded, rendered: &str) -> Body {
+        let mut last = slot.lock().expect("the body cache is not poisoned");
+        match &*last {
+            Some((text, body)) if text == rendered => body.clone(),
+            _ => {
+                let body = Body::new(rendered.to_string());
+                *last = Some((rendered.to_string(), body.clone()));
+                body
+            }
+        }
+    }
+}
+
 /// The envelope and the RFC 5322 bytes of `payload`, with `X-Gateway-Id` and a
 /// Message-ID made from the gateway's id, so the receiving side can match them.
 ///
@@ -249,7 +282,7 @@ pub fn build(
         cc: parse_all(&payload.cc)?,
         bcc: parse_all(&payload.bcc)?,
     };
-    build_parsed(payload, addresses, id, dkim)
+    build_parsed(payload, addresses, id, dkim, None)
 }
 
 /// The mailboxes of an e-mail, parsed from its payload's.
@@ -260,12 +293,14 @@ pub struct Addresses {
     pub bcc: Vec<Mailbox>,
 }
 
-/// [`build`] with the payload's addresses already parsed.
+/// [`build`] with the payload's addresses already parsed, and a mailing's bodies
+/// encoded once where they render the same (`bodies`).
 pub fn build_parsed(
     payload: &EmailPayload,
     addresses: Addresses,
     id: &str,
     dkim: Option<&Dkim>,
+    bodies: Option<&EncodedBodies>,
 ) -> Result<(Envelope, Vec<u8>), BuildError> {
     let bad = |e: String| BuildError(e);
     let Addresses { from, to, cc, bcc } = addresses;
@@ -289,16 +324,16 @@ pub fn build_parsed(
             .header(ListUnsubscribe(format!("<{link}>")))
             .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
     }
-    let mut message = match (&payload.text, &payload.html) {
-        (Some(text), Some(html)) => {
-            builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
-        }
-        (Some(text), None) => builder.singlepart(SinglePart::plain(text.clone())),
-        (None, Some(html)) => builder.singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_HTML)
-                .body(html.clone()),
-        ),
+    let encode = |text: &str, slot: fn(&EncodedBodies) -> &LastEncoded| match bodies {
+        Some(bodies) => EncodedBodies::encode(slot(bodies), text),
+        None => Body::new(text.to_string()),
+    };
+    let text = payload.text.as_deref().map(|text| encode(text, |b| &b.text));
+    let html = payload.html.as_deref().map(|html| encode(html, |b| &b.html));
+    let mut message = match (text, html) {
+        (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(text, html)),
+        (Some(text), None) => builder.singlepart(SinglePart::plain(text)),
+        (None, Some(html)) => builder.singlepart(SinglePart::html(html)),
         (None, None) => builder.singlepart(SinglePart::plain(String::new())),
     }
     .map_err(|e| BuildError(e.to_string()))?;
@@ -474,6 +509,47 @@ mod tests {
             "Cc: Bob <bob@example.org>, =?utf-8?b?U2XDoW4gw5MgUnVkYcOt?= <sean@example.org>"
         );
         assert_eq!(envelope.to().len(), 103, "to, cc and bcc");
+    }
+
+    #[test]
+    fn a_mailing_body_encoded_once_gives_the_bytes_of_one_encoded_each_time() {
+        let bodies = EncodedBodies::default();
+        // Long lines and non-ASCII text: lettre encodes it (quoted-printable).
+        let long = "Grüße aus Köln ".repeat(2_000);
+        let sends = [
+            ("ann@example.org", long.as_str()),
+            ("bob@example.org", long.as_str()),
+            ("cy@example.org", "A body of its own."),
+            ("di@example.org", long.as_str()),
+        ];
+        for (to, text) in sends {
+            let one = EmailPayload {
+                to: vec![to.into()],
+                cc: Vec::new(),
+                bcc: Vec::new(),
+                text: Some(text.into()),
+                html: None,
+                ..payload()
+            };
+            let addresses = Addresses {
+                from: parse_mailbox(&one.from).unwrap(),
+                to: vec![parse_mailbox(to).unwrap()],
+                cc: Vec::new(),
+                bcc: Vec::new(),
+            };
+            let (_, cached) = build_parsed(&one, addresses, "0197-abc", None, Some(&bodies)).unwrap();
+            let (_, fresh) = build(&one, "0197-abc", None).unwrap();
+            let undated = |bytes: &[u8]| {
+                lines(bytes)
+                    .into_iter()
+                    .filter(|line| !line.starts_with("Date:"))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(undated(&cached), undated(&fresh), "to {to}");
+            assert!(undated(&cached)
+                .iter()
+                .any(|line| line.contains(&format!("To: {to}"))));
+        }
     }
 
     #[test]
