@@ -139,15 +139,33 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
 /// The outcome of one SMS and its slot, freed once the outcome is written.
 type Settled = (Settlement, OwnedSemaphorePermit);
 
+/// How long outcomes that arrive wait for the write before theirs to land (to be
+/// written together) before they are handed to the store anyway.
+const SETTLE_WAIT: Duration = Duration::from_millis(10);
+
 /// Writes the outcomes of SMS that end one by one (over a session, or after HTTP
 /// requests) together: those that arrive while a write is under way make the next one.
+///
+/// A write that does not land soon (a full disk: the store keeps it and writes it again
+/// until it can) does not hold back the outcomes behind it: they are handed to the store
+/// too, where outcomes go ahead of any later lease. Held here instead, they would reach
+/// the store after the lease that takes their SMS again once their leases ran out.
 async fn settle_as_they_come(app: Arc<App>, mut outcomes: mpsc::UnboundedReceiver<Settled>) {
+    let mut writing = JoinSet::new();
     let mut arrived = Vec::with_capacity(IN_FLIGHT);
     while outcomes.recv_many(&mut arrived, IN_FLIGHT).await > 0 {
         let (settlements, slots): (Vec<Settlement>, Vec<OwnedSemaphorePermit>) = arrived.drain(..).unzip();
-        settle(&app, settlements).await;
-        drop(slots);
+        let app = app.clone();
+        writing.spawn(async move {
+            settle(&app, settlements).await;
+            drop(slots);
+        });
+        let _ = tokio::time::timeout(SETTLE_WAIT, async {
+            while writing.join_next().await.is_some() {}
+        })
+        .await;
     }
+    while writing.join_next().await.is_some() {}
 }
 
 /// Long enough for every call and request one send may make.
