@@ -165,6 +165,48 @@ fn one_batch_survives_a_failing_request_and_dedups_a_repeated_key() {
     assert_eq!(rows, 2);
 }
 
+/// A lease needs no new page where an outcome needs one: on a full disk it could commit
+/// in the batch where the outcome of its message failed, and send that message again.
+/// Once a write that must land fails, the rest of its batch is refused unapplied.
+#[test]
+fn writes_after_an_outcome_that_could_not_be_written_are_refused_unapplied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let mut conn = Connection::open(&path).unwrap();
+    configure_writer(&conn).unwrap();
+    migrate(&mut conn, &path).unwrap();
+    let (outcome_reply, mut outcome) = oneshot::channel::<Result<(), StoreError>>();
+    let full_disk = |_: &Connection, _now| -> Result<(), StoreError> {
+        Err(StoreError::Database {
+            operation: "settle",
+            cause: "database or disk is full".into(),
+        })
+    };
+    let (other_reply, mut other) = oneshot::channel();
+    let row = MessageRow {
+        channel: Channel::Sms,
+        payload: "{}".into(),
+        mailing_id: None,
+    };
+    let insert = move |conn: &Connection, now| messages::insert_message(conn, &row, None, now);
+    let batch = vec![
+        Write::new(full_disk, outcome_reply, true),
+        Write::new(insert, other_reply, false),
+    ];
+
+    let kept = apply_batch(&conn, batch, &WriterState::default());
+    assert_eq!(kept.len(), 1, "the outcome is kept to be written again");
+    assert!(outcome.try_recv().is_err(), "its caller waits");
+    assert!(
+        matches!(other.try_recv().unwrap(), Err(StoreError::Database { .. })),
+        "the other write is refused"
+    );
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "and was not applied");
+}
+
 /// Keys stored before bodies were digested keep answering on their own endpoint.
 #[tokio::test]
 async fn keys_of_a_version_3_file_move_to_their_table_and_match_on_their_endpoint() {

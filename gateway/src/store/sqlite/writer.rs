@@ -13,7 +13,8 @@
 //! message be sent again. So a write marked [`Write::until_written`] that cannot be
 //! committed (a full disk, an I/O error) is not answered with the error: the writer keeps
 //! it and applies it again, first in every following batch, until it commits. Because
-//! it goes first, no lease in a later batch can take its message before it lands.
+//! it goes first, and the writes after it in a batch where it fails are refused
+//! unapplied, no lease can take its message before it lands.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -186,9 +187,19 @@ pub(super) fn apply_batch(conn: &Connection, writes: Vec<Write>, state: &WriterS
         return fail(writes, &error, state);
     }
     let mut applied: Vec<Write> = Vec::with_capacity(writes.len());
+    // Once a write that must land has failed, the other writes of the batch are refused
+    // unapplied: in its own savepoint a lease can succeed where an outcome failed (it
+    // needs no new page), and would take a message whose outcome is still waiting.
+    let mut refused: Vec<Write> = Vec::new();
+    let mut must_land_failed = false;
     let mut writes = writes.into_iter();
     while let Some(mut write) = writes.next() {
+        if must_land_failed && !write.until_written {
+            refused.push(write);
+            continue;
+        }
         write.job.apply(conn, now_millis());
+        must_land_failed |= write.until_written && write.job.failed_to_write();
         applied.push(write);
         if conn.is_autocommit() {
             // SQLite rolls the whole transaction back on some errors (I/O, a full disk):
@@ -199,6 +210,7 @@ pub(super) fn apply_batch(conn: &Connection, writes: Vec<Write>, state: &WriterS
             };
             tracing::error!(%error, "queue store: a batch of writes was rolled back");
             applied.extend(writes);
+            applied.extend(refused);
             return fail(applied, &error, state);
         }
     }
@@ -208,6 +220,13 @@ pub(super) fn apply_batch(conn: &Connection, writes: Vec<Write>, state: &WriterS
     {
         Ok(_) => {
             state.commits.fetch_add(1, Ordering::Relaxed);
+            let waiting = StoreError::Database {
+                operation: "a write",
+                cause: "outcomes that must be written first cannot be written (is the disk full?)".into(),
+            };
+            refused
+                .into_iter()
+                .for_each(|write| write.job.answer(Some(&waiting)));
             let mut kept = Vec::new();
             for write in applied {
                 if write.until_written && write.job.failed_to_write() {
@@ -229,6 +248,7 @@ pub(super) fn apply_batch(conn: &Connection, writes: Vec<Write>, state: &WriterS
             let error = database("commit")(e);
             tracing::error!(%error, "queue store: a batch of writes was not committed");
             let _ = conn.execute_batch("ROLLBACK");
+            applied.extend(refused);
             fail(applied, &error, state)
         }
     }
