@@ -15,9 +15,10 @@
 //! objects), and plain DKIM-signed (RSA 2048); the merge case's rate beside the plain
 //! one's is the cost of rendering (the aim: at most 15 % off).
 //!
+//! Every gateway case prints its peak RSS (VmHWM; the largest of a fleet's).
+//!
 //! `cargo bench -p e2e --bench smtp_throughput`
 //! Environment: `N` (default 10000), `REPS` (default 3), `SHARED` (default `../shared`),
-//! Every gateway case prints its peak RSS (VmHWM; the largest of a fleet's).
 //! `ONLY` (run only the cases whose name contains it, such as `2 KB`; `|` between
 //! alternatives, such as `the same for all|merge fields`).
 
@@ -109,6 +110,16 @@ fn html_2k(merge: bool) -> String {
     }
     html.push_str("</body></html>");
     html
+}
+
+impl Body {
+    /// The payload size of the smtp-source run it is measured beside (0: its own body).
+    fn peer_size(self) -> usize {
+        match self {
+            Body::Text(size) => size,
+            _ => 0,
+        }
+    }
 }
 
 /// The mailing of `n` recipients a case posts.
@@ -257,22 +268,20 @@ fn main() {
     // The references: smtp-source into smtp-sink, 5 sessions of 20 messages, with its
     // own body and with each payload size a case sends.
     let mut sizes = vec![0];
-    sizes.extend(cases.iter().filter_map(|case| match case.3 {
-        Body::Text(size) => Some(size),
-        _ => None,
-    }));
+    sizes.extend(
+        cases
+            .iter()
+            .map(|case| case.3.peer_size())
+            .filter(|&size| size > 0),
+    );
     let peers: Vec<Peer> = sizes
         .iter()
         .map(|&size| Peer::measure(&script, n, reps, size))
         .collect();
     let peer_for = |body: Body| {
-        let size = match body {
-            Body::Text(size) => size,
-            _ => 0,
-        };
         peers
             .iter()
-            .find(|p| p.size == size)
+            .find(|p| p.size == body.peer_size())
             .expect("a peer run of each size")
     };
 

@@ -123,7 +123,7 @@ impl Recipients {
     ) -> Result<(), Problem> {
         let (checked, mailbox) = check(recipient)
             .map_err(|(sub, reason)| Problem::invalid(format!("{field}[{i}]{sub}"), reason))?;
-        if self.insert(delivery_key(&mailbox.email)) {
+        if self.insert(&delivery_key(&mailbox.email)) {
             keep(checked);
         } else {
             self.duplicates += 1;
@@ -132,11 +132,10 @@ impl Recipients {
     }
 
     /// Adds `key` unless it was seen; true if it was new.
-    fn insert(&mut self, key: String) -> bool {
+    fn insert(&mut self, key: &str) -> bool {
         let Recipients {
             keys, seen, hasher, ..
         } = self;
-        let key = key.as_str();
         let hash = hasher.hash_one(key);
         let found = seen.find(hash, |&i| keys.get(i) == Some(key)).is_some();
         if !found {

@@ -99,14 +99,20 @@ async fn five_hundred_concurrent_enqueues_share_few_commits() {
     );
 }
 
+/// The writer's connection to a new, migrated queue file in `dir`.
+fn writer_connection(dir: &std::path::Path) -> Connection {
+    let path = dir.join("queue.db");
+    let mut conn = Connection::open(&path).unwrap();
+    configure_writer(&conn).unwrap();
+    migrate(&mut conn, &path).unwrap();
+    conn
+}
+
 /// Feeds the writer one batch by hand, so that what shares a transaction is certain.
 #[test]
 fn one_batch_survives_a_failing_request_and_dedups_a_repeated_key() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("queue.db");
-    let mut conn = Connection::open(&path).unwrap();
-    configure_writer(&conn).unwrap();
-    migrate(&mut conn, &path).unwrap();
+    let conn = writer_connection(dir.path());
     let message = |mailing_id: Option<&str>| MessageRow {
         channel: Channel::Sms,
         payload: "{}".into(),
@@ -171,10 +177,7 @@ fn one_batch_survives_a_failing_request_and_dedups_a_repeated_key() {
 #[test]
 fn writes_after_an_outcome_that_could_not_be_written_are_refused_unapplied() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("queue.db");
-    let mut conn = Connection::open(&path).unwrap();
-    configure_writer(&conn).unwrap();
-    migrate(&mut conn, &path).unwrap();
+    let conn = writer_connection(dir.path());
     let (outcome_reply, mut outcome) = oneshot::channel::<Result<(), StoreError>>();
     let full_disk = |_: &Connection, _now| -> Result<(), StoreError> {
         Err(StoreError::Database {
